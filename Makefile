@@ -1,0 +1,18 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set everything up first.
+VENV ?= .venv
+CONFIG ?= configs/demo.yaml
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test clean
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/score run $(CONFIG)
+
+test: setup
+	bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs/ .pytest_cache

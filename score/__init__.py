@@ -1,0 +1,1 @@
+"""The `score` command-line interface (see `score --help`)."""

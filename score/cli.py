@@ -1,0 +1,131 @@
+"""`score`: train language models to self-correct with SCoRe, orchestrated by Prefect.
+
+Every command explains itself with --help. Errors on bad input print one clear message
+and exit 2; nothing already written is touched.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+EPILOG = """examples:
+  score run configs/demo.yaml                 # the CPU debug-scale demo (≈ 10 min)
+  score run configs/demo.yaml --set train.lr=3e-4 --run-dir runs/lr3e-4
+  score metrics runs/demo/traces/eval_stage2_it002.parquet
+"""
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"score: --set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from score_core.config import load_config
+
+    overrides = _parse_set(args.set)
+    cfg = load_config(args.config, overrides)  # validate before starting Prefect
+    if args.dry_run:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        print(f"config OK: {len(cfg.train.schedule)} stage iterations × {cfg.steps_per_iteration} steps")
+        return 0
+    _quiet_prefect()
+    from flows.pipeline import score_pipeline
+    from tasks.report import metrics_table, summary_rows
+
+    result = score_pipeline(config_path=str(Path(args.config).resolve()), overrides=overrides or None,
+                            run_dir=args.run_dir)
+    print()
+    print(metrics_table(summary_rows(result["evals"])))
+    print(f"\nrun directory: {result['run_dir']}\nreport: {result['report']}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from score_core.metrics import self_correction_metrics
+    from score_core.tracefile import read_trace_columns
+
+    cols = read_trace_columns(args.traces)
+    out = self_correction_metrics(cols["reward1"], cols["reward2"], cols["attempt1"], cols["attempt2"])
+    print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="score", description=__doc__.splitlines()[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run the SCoRe pipeline (a Prefect flow) from a YAML config",
+                         description="Prepare data → (pre-train debug base) → evaluate base → "
+                         "Stage I/II iterations (rollout → grade → train → evaluate) → report. "
+                         "Re-running the same command resumes after the last finished step.")
+    run.add_argument("config", help="YAML config file (see configs/ and score_core/config.py)")
+    run.add_argument("--run-dir", help="output directory (default: runs/<name> from the config)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, dotted, e.g. --set train.lr=1e-4 (repeatable)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate the config and print it resolved; run nothing, download nothing")
+    run.set_defaults(func=cmd_run)
+
+    met = sub.add_parser("metrics", help="self-correction metrics of a trace Parquet file, as JSON",
+                         description="Prints n, n_unscored, accuracy_t1, accuracy_t2, delta_t1_t2, "
+                         "delta_i_to_c, delta_c_to_i, unchanged_rate and edit_distance_ratio, over "
+                         "rows whose rewards are both known (null reward = could not be scored).")
+    met.add_argument("traces", help="Parquet file with problem_id, attempt1, attempt2, reward1, reward2")
+    met.set_defaults(func=cmd_metrics)
+
+    bench = sub.add_parser("bench", help="benchmarks that print a ratio against a baseline run alongside")
+    bench_sub = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    _optional_hooks(sub, bench_sub)
+    return parser
+
+
+def _optional_hooks(sub: Any, bench_sub: Any) -> None:
+    try:
+        from sandbox.cli import add_commands
+    except ImportError:
+        add_commands = None
+    if add_commands:
+        add_commands(sub)
+    try:
+        from sandbox.bench import add_bench_command
+    except ImportError:
+        add_bench_command = None
+    if add_bench_command:
+        add_bench_command(bench_sub)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from score_core.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"score: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

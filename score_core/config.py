@@ -1,0 +1,188 @@
+"""The one config module: every knob of a run, documented, validated, loaded from YAML.
+
+Unknown keys are errors (a typo must not silently fall back to a default). Derived values
+are properties. Nothing here is passed into the math: losses take explicit scalars.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Source = Literal[
+    "math",  # MATH (Hendrycks) JSONL/Parquet with problem/solution/answer (PRM800K 12k, MATH500)
+    "gsm8k",  # GSM8K JSONL with question/answer ("#### n")
+    "mbpp",  # MBPP JSONL (task_id/text/code/test_list/test_setup_code)
+    "humaneval",  # HumanEval JSONL(.gz) (task_id/prompt/entry_point/test)
+    "synth_linear",  # debug-scale synthetic family, generated from a seed
+    "synth_code",  # debug-scale synthetic code family, generated from a seed
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    source: Source = Field(description="Which problem family to load.")
+    path: Optional[str] = Field(
+        None, description="Local JSONL/JSONL.gz/Parquet file. Relative paths resolve against the config file.")
+    hub_name: Optional[str] = Field(None, description="Hugging Face dataset name, used when `path` is unset.")
+    hub_split: str = Field("train", description="Split name on the hub.")
+    split: Literal["train", "dev", "eval"] = Field("train", description="Role of these problems in the run.")
+    limit: Optional[int] = Field(None, ge=1, description="Keep only the first N problems (after shuffling if seed).")
+    n: int = Field(1000, ge=1, description="Synthetic families only: how many problems to generate.")
+    seed: int = Field(0, description="Synthetic families: generator seed. Real sets: shuffle seed for `limit`.")
+    on_bad_row: Literal["error", "skip"] = Field(
+        "error", description="A malformed row raises (naming file and line) or is skipped and counted.")
+
+
+class DebugBaseConfig(_Strict):
+    """A tiny from-scratch Llama pre-trained on the synthetic family (debug scale only)."""
+
+    hidden_size: int = Field(128, description="Model width.")
+    num_layers: int = Field(4, description="Transformer blocks.")
+    num_heads: int = Field(4, description="Attention heads.")
+    intermediate_size: int = Field(384, description="MLP width.")
+    steps: int = Field(1500, ge=1, description="Pre-training optimizer steps.")
+    batch_size: int = Field(64, ge=1, description="Pre-training sequences per step.")
+    lr: float = Field(3e-3, gt=0, description="Pre-training AdamW learning rate.")
+    corpus_size: int = Field(20000, ge=1, description="Synthetic pre-training traces.")
+    seed: int = Field(0, description="Seed for weights and corpus.")
+
+
+class ModelConfig(_Strict):
+    path: Optional[str] = Field(
+        None, description="HF hub name or local model directory. Unset: build the debug base model.")
+    debug_base: DebugBaseConfig = Field(default_factory=DebugBaseConfig, description="Used when `path` is unset.")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype for rollout and training.")
+    lora: bool = Field(False, description="Train a LoRA adapter (peft) instead of all weights.")
+    lora_rank: int = Field(8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha.")
+
+
+class RolloutConfig(_Strict):
+    engine: Literal["hf", "vllm"] = Field("hf", description="Generation engine: batched HF generate, or vLLM.")
+    k: int = Field(4, ge=2, description="Samples per prompt during training (RLOO needs k ≥ 2).")
+    temperature: float = Field(1.0, ge=0, description="Training sampling temperature (paper: 1.0).")
+    max_new_tokens: int = Field(64, ge=1, description="Token limit per attempt.")
+    batch_size: int = Field(64, ge=1, description="Sequences per generate call.")
+
+
+class TrainConfig(_Strict):
+    """SCoRe hyperparameters (paper Sec. 5; defaults scaled for debug runs)."""
+
+    schedule: list[Literal["stage1", "stage2"]] = Field(
+        default_factory=lambda: ["stage1", "stage2"],
+        description="Stage iterations in order, e.g. [stage1, stage2, stage1, stage2] to interleave.")
+    prompts_per_iteration: int = Field(128, ge=1, description="Training prompts rolled out per stage iteration.")
+    minibatch_prompts: int = Field(16, ge=1, description="Prompts (× k samples) per optimizer step.")
+    epochs_per_iteration: int = Field(1, ge=1, description="Passes over one iteration's rollouts.")
+    micro_batch_episodes: int = Field(64, ge=1, description="Episodes per forward/backward (gradient accumulation).")
+    kl_estimator: Literal["full", "k3"] = Field(
+        "full", description="Per-token KL: exact over the vocabulary ('full') or the sampled-token k3 estimator.")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate (paper: 5e-6 MATH, 1e-5 code).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping.")
+    alpha: float = Field(10.0, ge=0, description="Stage II shaping α: r̂2 = r2 + α(r2 − r1).")
+    beta1: float = Field(0.01, ge=0, description="β1: KL weight on all tokens (both stages).")
+    beta2: float = Field(0.1, ge=0, description="β2: extra KL weight on attempt-1 tokens in Stage I.")
+    seed: int = Field(0, description="Seed for sampling and shuffling.")
+
+
+class EvalConfig(_Strict):
+    every_iteration: bool = Field(True, description="Evaluate after every stage iteration (else only at the end).")
+    max_new_tokens: int = Field(64, ge=1, description="Token limit per attempt at evaluation (greedy).")
+    batch_size: int = Field(128, ge=1, description="Sequences per generate call at evaluation.")
+
+
+class GradingConfig(_Strict):
+    math_timeout_s: float = Field(5.0, gt=0, description="Per-answer Math-Verify timeout (thread-safe).")
+    code_timeout_s: float = Field(10.0, gt=0, description="Per-program sandbox time limit.")
+    code_memory_mb: int = Field(512, ge=16, description="Per-program sandbox memory limit.")
+    sandbox_slots: int = Field(2, ge=1, description="Concurrent sandbox containers.")
+
+
+class DataConfig(_Strict):
+    train: DatasetConfig = Field(description="Problems for rollouts and training.")
+    eval: DatasetConfig = Field(description="Held-out problems for evaluation (greedy).")
+
+
+class RunConfig(_Strict):
+    name: str = Field("score", description="Run name; also the default run directory name.")
+    run_dir: Optional[str] = Field(None, description="Where everything is written. Default runs/<name>.")
+    method: Literal["score"] = Field("score", description="Training method.")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    grading: GradingConfig = Field(default_factory=GradingConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RunConfig":
+        if self.train.minibatch_prompts > self.train.prompts_per_iteration:
+            raise ValueError("train.minibatch_prompts must be ≤ train.prompts_per_iteration")
+        return self
+
+    @property
+    def steps_per_iteration(self) -> int:
+        per_epoch = -(-self.train.prompts_per_iteration // self.train.minibatch_prompts)
+        return per_epoch * self.train.epochs_per_iteration
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir or f"runs/{self.name}")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message says what and where."""
+
+
+def load_config(path: str | Path, overrides: Optional[dict] = None) -> RunConfig:
+    """Load and validate a YAML config. Relative data/model paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    for key, value in (overrides or {}).items():
+        _set_dotted(raw, key, value)
+    _resolve_paths(raw, path.parent)
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: invalid config"]
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _set_dotted(raw: dict, dotted: str, value: object) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    for section in ("train", "eval"):
+        ds = (raw.get("data") or {}).get(section)
+        if isinstance(ds, dict) and isinstance(ds.get("path"), str):
+            ds["path"] = _resolve(ds["path"], base)
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("path"), str):
+        p = _resolve(model["path"], base)
+        model["path"] = p if Path(p).exists() else model["path"]  # keep hub names as given
+
+
+def _resolve(p: str, base: Path) -> str:
+    q = Path(p).expanduser()
+    return str(q if q.is_absolute() else (base / q).resolve())

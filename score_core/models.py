@@ -1,0 +1,97 @@
+"""Loading and saving models: hub names or local `save_pretrained` directories.
+
+A checkpoint is an ordinary HF directory (full weights), or a peft LoRA adapter directory
+whose `adapter_config.json` names the base model. Saves are atomic: written to a
+temporary sibling directory, then renamed, so a crash never leaves a half checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    source = path
+    if is_adapter_dir(path) and not (Path(path) / "tokenizer_config.json").is_file():
+        source = _adapter_base(path)
+    tok = AutoTokenizer.from_pretrained(source)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> Any:
+    """A causal LM from a hub name, a full checkpoint dir, or a LoRA adapter dir."""
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = DTYPES[dtype]
+    if is_adapter_dir(path):
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(_adapter_base(path), dtype=torch_dtype)
+        model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    model.train(trainable)
+    if not trainable:
+        model.requires_grad_(False)
+    return model
+
+
+def add_lora(model: Any, rank: int, alpha: int) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+def _adapter_base(path: str | os.PathLike) -> str:
+    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+    return cfg["base_model_name_or_path"]
+
+
+def save_checkpoint(
+    model: Any,
+    tokenizer: Any,
+    out_dir: str | os.PathLike,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    state: Optional[dict] = None,
+) -> Path:
+    """save_pretrained (+ optimizer state + trainer_state.json), atomically."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(state or {}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """A checkpoint dir counts only if its last-written file is there (renamed atomically)."""
+    p = Path(path)
+    return p.is_dir() and (p / "trainer_state.json").is_file()

@@ -1,0 +1,147 @@
+"""Pipeline steps as plain functions: paths and small records in, paths and metrics out.
+
+Each step does its I/O and one piece of score_core. Prefect tasks (`tasks/`) are thin
+adapters over these, and `score bench pipeline` calls them directly to measure the
+orchestration overhead. Every output is written atomically.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .config import RunConfig
+from .metrics import self_correction_metrics
+from .models import add_lora, is_adapter_dir, load_model, load_tokenizer, save_checkpoint
+from .rewards import CodeRunner, grade_episodes
+from .rollout import rollout_two_attempts
+from .schema import atomic_write_text, read_episodes, read_problems, write_episodes, write_problems
+from .trainer import Hyper, load_optimizer_state, train_on_episodes
+from .progress import bar
+
+
+def prepare_problems(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Load and normalise train and eval problems into Parquet files."""
+    from .problems import load_problems
+
+    out: dict[str, Any] = {}
+    for role, ds in (("train", cfg.data.train), ("eval", cfg.data.eval)):
+        result = load_problems(ds)
+        if not result.problems:
+            raise ValueError(f"data.{role}: no problems loaded from {ds.path or ds.hub_name or ds.source}")
+        path = write_problems(result.problems, run_dir / f"problems_{role}.parquet")
+        out[role] = {"path": str(path), "n": len(result.problems), "n_skipped": result.n_skipped}
+    return out
+
+
+def rollout_step(
+    model_dir: str, problems_path: str, out_path: str, *, run_id: str, stage: str, iteration: int,
+    k: int, temperature: float, max_new_tokens: int, batch_size: int, seed: int,
+    dtype: str = "float32", limit: Optional[int] = None, offset: int = 0,
+) -> dict[str, Any]:
+    """Sample k two-attempt episodes per problem with the model at `model_dir`."""
+    problems = read_problems(problems_path)
+    if limit is not None:
+        start = (offset * limit) % max(len(problems), 1)
+        problems = (problems[start:] + problems[:start])[:limit]
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, dtype=dtype)
+    t0 = time.perf_counter()
+    with bar(total=2 * k * len(problems), desc=f"rollout {stage} it{iteration}") as pb:
+        episodes = rollout_two_attempts(
+            model, tokenizer, problems, k=k, temperature=temperature, max_new_tokens=max_new_tokens,
+            batch_size=batch_size, run_id=run_id, stage=stage, iteration=iteration, seed=seed,
+            progress=pb.update)
+    dt = time.perf_counter() - t0
+    write_episodes(episodes, out_path)
+    n_tok = sum(e.tokens1 + e.tokens2 for e in episodes)
+    return {"path": out_path, "episodes": len(episodes), "gen_tokens": n_tok,
+            "gen_tokens_per_s": n_tok / dt if dt else 0.0, "rollout_s": dt}
+
+
+def grade_step(
+    traces_path: str, problems_path: str, out_path: str, *, math_timeout_s: float = 5.0,
+    code_runner: Optional[CodeRunner] = None, code_timeout_s: float = 10.0, code_memory_mb: int = 512,
+) -> dict[str, Any]:
+    """Fill r1/r2 of every episode; unknown rewards stay null and are counted."""
+    episodes = read_episodes(traces_path)
+    problems = {p.problem_id: p for p in read_problems(problems_path)}
+    with bar(total=2 * len(episodes), desc="grade") as pb:
+        graded = grade_episodes(episodes, problems, code_runner=code_runner, math_timeout_s=math_timeout_s,
+                                code_timeout_s=code_timeout_s, code_memory_mb=code_memory_mb,
+                                progress=pb.update)
+    write_episodes(graded, out_path)
+    return {"path": out_path, **metrics_of_traces(out_path)}
+
+
+def metrics_of_traces(traces_path: str) -> dict[str, float]:
+    eps = read_episodes(traces_path)
+    return self_correction_metrics([e.reward1 for e in eps], [e.reward2 for e in eps],
+                                   [e.attempt1 for e in eps], [e.attempt2 for e in eps])
+
+
+def train_step(
+    cfg: RunConfig, policy_dir: str, base_dir: str, traces_path: str, problems_path: str,
+    stage: str, out_dir: str, iteration: int,
+) -> dict[str, Any]:
+    """One stage iteration of training; saves a checkpoint (+ optimizer state) atomically."""
+    from accelerate import Accelerator
+
+    torch.manual_seed(cfg.train.seed + iteration)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="bf16" if cfg.model.dtype == "bfloat16" else "no")
+    tokenizer = load_tokenizer(policy_dir)
+    policy, ref_model = _policy_and_reference(cfg, policy_dir, base_dir)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
+    resumed_optimizer = load_optimizer_state(optimizer, policy_dir)
+    policy, optimizer = accelerator.prepare(policy, optimizer)
+    if ref_model is not None:
+        ref_model.to(accelerator.device)
+    episodes = read_episodes(traces_path)
+    problems = {p.problem_id: p for p in read_problems(problems_path)}
+    hp = _hyper(cfg, iteration)
+    with bar(total=cfg.steps_per_iteration, desc=f"train {stage} it{iteration}") as pb:
+        history = train_on_episodes(policy, ref_model, tokenizer, optimizer, accelerator, episodes,
+                                    problems, stage, hp, progress=pb.update)  # type: ignore[arg-type]
+    if history and all(h["nan_skipped"] for h in history):
+        raise FloatingPointError(f"{stage} iteration {iteration}: every step had a non-finite loss")
+    state = {"stage": stage, "iteration": iteration, "history": history,
+             "resumed_optimizer": resumed_optimizer}
+    save_checkpoint(accelerator.unwrap_model(policy), tokenizer, out_dir, optimizer, state)
+    atomic_write_text(json.dumps(history), Path(out_dir).with_suffix(".history.json"))
+    return {"checkpoint": out_dir, **_summarise(history)}
+
+
+def _hyper(cfg: RunConfig, iteration: int) -> Hyper:
+    t = cfg.train
+    return Hyper(lr=t.lr, alpha=t.alpha, beta1=t.beta1, beta2=t.beta2,
+                 minibatch_prompts=t.minibatch_prompts, micro_batch_episodes=t.micro_batch_episodes,
+                 epochs=t.epochs_per_iteration, max_grad_norm=t.max_grad_norm,
+                 kl_estimator=t.kl_estimator, seed=t.seed + iteration)
+
+
+def _policy_and_reference(cfg: RunConfig, policy_dir: str, base_dir: str) -> tuple[Any, Optional[Any]]:
+    """Full fine-tuning: trainable policy + frozen copy of the base as π_ref.
+    LoRA: the adapter is trained and π_ref is the same model with the adapter disabled."""
+    if cfg.model.lora:
+        if is_adapter_dir(policy_dir):
+            return load_model(policy_dir, cfg.model.dtype, trainable=True), None
+        base = load_model(policy_dir, cfg.model.dtype, trainable=True)
+        return add_lora(base, cfg.model.lora_rank, cfg.model.lora_alpha), None
+    policy = load_model(policy_dir, cfg.model.dtype, trainable=True)
+    return policy, load_model(base_dir, cfg.model.dtype, trainable=False)
+
+
+def _summarise(history: list[dict[str, float]]) -> dict[str, float]:
+    if not history:
+        return {"steps": 0}
+    keys = ("loss", "pg_loss", "kl_t1", "kl_t2", "reward1", "reward2", "grad_norm", "tokens_per_s")
+    ok = [h for h in history if not h.get("nan_skipped")]
+    out = {f"train/{k}": sum(h.get(k, 0.0) for h in ok) / max(len(ok), 1) for k in keys}
+    out["steps"] = len(history)
+    out["nan_skipped"] = len(history) - len(ok)
+    return out

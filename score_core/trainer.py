@@ -1,0 +1,196 @@
+"""One SCoRe stage iteration of policy-gradient training on a batch of rollouts.
+
+Reads like nanoGPT's train.py: build the batch tensors, loop over minibatches of
+prompts (× k samples), accumulate micro-batches, clip, step, log. The math lives in
+`losses`; this file only arranges tensors. Built on accelerate so the same code runs
+on one CPU, one GPU or under `accelerate launch` (DDP/FSDP/DeepSpeed).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, Sequence
+
+import torch
+
+from .losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
+from .rollout import episode_token_layout
+from .schema import Episode, Problem
+
+Stage = Literal["stage1", "stage2"]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The scalars one stage iteration needs (explicit, never a config object)."""
+
+    lr: float
+    alpha: float
+    beta1: float
+    beta2: float
+    minibatch_prompts: int
+    micro_batch_episodes: int
+    epochs: int
+    max_grad_norm: float
+    kl_estimator: Literal["full", "k3"] = "full"
+    seed: int = 0
+
+
+def episode_advantages(
+    episodes: Sequence[Episode], stage: Stage, alpha: float
+) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+    """Group episodes by prompt and compute per-turn RLOO advantages.
+
+    Returns (groups, adv_1, adv_2): groups[p] are episode indices of prompt p; adv_i are
+    (N,) tensors indexed like `episodes`. Stage I: reward only on y2, adv_1 = 0.
+    Stage II: r̂1 = r1, r̂2 = r2 + α(r2 − r1); an unknown r1 makes r̂2 unknown too.
+    """
+    by_prompt: dict[str, list[int]] = defaultdict(list)
+    for i, ep in enumerate(episodes):
+        by_prompt[ep.problem_id].append(i)
+    groups = list(by_prompt.values())
+    k = max(len(g) for g in groups)
+    r1 = torch.zeros(len(groups), k)  # (P, k)
+    r2 = torch.zeros(len(groups), k)  # (P, k)
+    v1 = torch.zeros(len(groups), k, dtype=torch.bool)  # (P, k) r1 known
+    v2 = torch.zeros(len(groups), k, dtype=torch.bool)  # (P, k) r2 known
+    for p, g in enumerate(groups):
+        for s, i in enumerate(g):
+            ep = episodes[i]
+            v1[p, s], v2[p, s] = ep.reward1 is not None, ep.reward2 is not None
+            r1[p, s], r2[p, s] = ep.reward1 or 0.0, ep.reward2 or 0.0
+    if stage == "stage1":
+        a1 = torch.zeros_like(r1)
+        a2 = rloo_advantages(r2, v2)
+    else:
+        hat1, hat2 = shaped_rewards(r1, r2, alpha)
+        a1 = rloo_advantages(hat1, v1)
+        a2 = rloo_advantages(hat2, v1 & v2)
+    adv_1, adv_2 = torch.zeros(len(episodes)), torch.zeros(len(episodes))
+    for p, g in enumerate(groups):
+        for s, i in enumerate(g):
+            adv_1[i], adv_2[i] = a1[p, s], a2[p, s]
+    return groups, adv_1, adv_2
+
+
+def collate(
+    tokenizer: Any, problems: dict[str, Problem], episodes: Sequence[Episode]
+) -> dict[str, torch.Tensor]:
+    """Right-padded [x | y1 | B | y2] rows and the masks of each attempt's target tokens."""
+    layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep) for ep in episodes]
+    width = max(len(ids) for ids, *_ in layouts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(layouts), width), pad, dtype=torch.long)  # (B, T)
+    attention_mask = torch.zeros((len(layouts), width), dtype=torch.long)  # (B, T)
+    mask_1 = torch.zeros((len(layouts), width - 1))  # (B, T−1) target is a y1 token
+    mask_2 = torch.zeros((len(layouts), width - 1))  # (B, T−1) target is a y2 token
+    for b, (ids, x_len, y1_end, y2_start) in enumerate(layouts):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        attention_mask[b, : len(ids)] = 1
+        mask_1[b, x_len - 1 : y1_end - 1] = 1  # logits at t−1 predict token t
+        mask_2[b, y2_start - 1 : len(ids) - 1] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "mask_1": mask_1, "mask_2": mask_2}
+
+
+def _forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def _ref_logits(policy: Any, ref_model: Optional[Any], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """π_ref logits: the frozen base, or the LoRA policy with its adapter disabled."""
+    with torch.no_grad():
+        if ref_model is not None:
+            return _forward_logits(ref_model, batch)
+        with policy.disable_adapter():
+            return _forward_logits(policy, batch)
+
+
+def micro_step(
+    policy: Any, ref_model: Optional[Any], batch: dict[str, torch.Tensor],
+    adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of one micro-batch (not yet scaled for accumulation)."""
+    logits = _forward_logits(policy, batch)  # (B, T, V)
+    ref_logits = _ref_logits(policy, ref_model, batch)  # (B, T, V)
+    logp = token_logprobs(logits, batch["input_ids"])  # (B, T−1)
+    kl = token_kl(logits, ref_logits, batch["input_ids"], hp.kl_estimator)  # (B, T−1)
+    beta2 = hp.beta2 if stage == "stage1" else 0.0
+    return score_loss(logp, kl, batch["mask_1"], batch["mask_2"], adv_1, adv_2, hp.beta1, beta2)
+
+
+def train_on_episodes(
+    policy: Any,
+    ref_model: Optional[Any],
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Any,
+    episodes: Sequence[Episode],
+    problems: dict[str, Problem],
+    stage: Stage,
+    hp: Hyper,
+    progress: Optional[Callable[[int], None]] = None,
+) -> list[dict[str, float]]:
+    """Optimizer steps over one iteration's rollouts; returns one stats dict per step."""
+    groups, adv_1, adv_2 = episode_advantages(episodes, stage, hp.alpha)
+    rng = random.Random(hp.seed)
+    history: list[dict[str, float]] = []
+    policy.train()
+    for _epoch in range(hp.epochs):
+        order = groups[:]
+        rng.shuffle(order)
+        for start in range(0, len(order), hp.minibatch_prompts):
+            idx = [i for g in order[start : start + hp.minibatch_prompts] for i in g]
+            stats = _optimizer_step(policy, ref_model, tokenizer, optimizer, accelerator,
+                                    [episodes[i] for i in idx], problems, adv_1[idx], adv_2[idx], stage, hp)
+            stats["reward1"] = _mean([episodes[i].reward1 for i in idx])
+            stats["reward2"] = _mean([episodes[i].reward2 for i in idx])
+            history.append(stats)
+            if progress:
+                progress(1)
+    return history
+
+
+def _optimizer_step(
+    policy: Any, ref_model: Optional[Any], tokenizer: Any, optimizer: torch.optim.Optimizer,
+    accelerator: Any, eps: list[Episode], problems: dict[str, Problem],
+    adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
+) -> dict[str, float]:
+    t0 = time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, float] = defaultdict(float)
+    n_tokens = 0
+    for s in range(0, len(eps), hp.micro_batch_episodes):
+        sl = slice(s, s + hp.micro_batch_episodes)
+        batch = {k: v.to(accelerator.device) for k, v in collate(tokenizer, problems, eps[sl]).items()}
+        weight = len(eps[sl]) / len(eps)
+        loss, stats = micro_step(policy, ref_model, batch, adv_1[sl].to(accelerator.device),
+                                 adv_2[sl].to(accelerator.device), stage, hp)
+        if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            return {"nan_skipped": 1.0, "loss": float("nan"), "step_s": time.perf_counter() - t0}
+        accelerator.backward(loss * weight)
+        n_tokens += int(batch["attention_mask"].sum())
+        for key, val in stats.items():
+            sums[key] += val * weight
+    grad_norm = accelerator.clip_grad_norm_(policy.parameters(), hp.max_grad_norm)
+    optimizer.step()
+    dt = time.perf_counter() - t0
+    return {**sums, "grad_norm": float(grad_norm), "nan_skipped": 0.0, "step_s": dt,
+            "tokens_per_s": n_tokens / dt if dt > 0 else 0.0}
+
+
+def _mean(values: Sequence[Optional[float]]) -> float:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else math.nan
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, checkpoint: Optional[str]) -> bool:
+    """Continue Adam's moments across stage iterations when the checkpoint saved them."""
+    if checkpoint is None or not (Path(checkpoint) / "optimizer.pt").is_file():
+        return False
+    optimizer.load_state_dict(torch.load(Path(checkpoint) / "optimizer.pt", weights_only=True))
+    return True

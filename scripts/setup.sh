@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh machine: .venv, torch (CPU build pinned on CPU machines),
+# the project and its pins, the Docker engine and the sandbox image.
+# Skips whatever is already there. Usage: scripts/setup.sh [--no-docker]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+TORCH_CPU_PIN=${TORCH_CPU_PIN:-torch==2.13.0}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+log() { echo "[setup] $*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP="$VENV/bin/python -m pip"
+
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    log "GPU found: installing the default (CUDA) torch build"
+    $PIP install -q "torch>=2.4"
+  else
+    # An unpinned torch would pull a multi-GB CUDA build; pin the CPU build first.
+    log "no GPU: installing $TORCH_CPU_PIN (CPU build)"
+    $PIP install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$TORCH_CPU_PIN"
+  fi
+else
+  log "torch present: $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+fi
+
+stamp="$VENV/.score-installed"
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing score and its dependencies (pinned Prefect set)"
+  $PIP install -q -e ".[test]"
+  echo "$want" > "$stamp"
+else
+  log "score already installed"
+fi
+
+if [ "${1:-}" != "--no-docker" ] && [ "${SCORE_SKIP_DOCKER:-0}" != "1" ]; then
+  if [ -x scripts/ensure_docker.sh ]; then
+    scripts/ensure_docker.sh
+  fi
+  if [ -x scripts/ensure_sandbox_image.sh ]; then
+    PATH="$PWD/$VENV/bin:$PATH" scripts/ensure_sandbox_image.sh
+  fi
+fi
+log "ready"
