@@ -49,7 +49,7 @@ def score_pipeline(config_path: str, overrides: Optional[dict[str, Any]] = None,
         policy_dir = step["checkpoint"]
         if cfg.eval.every_iteration or it == len(schedule):
             evals.append(_evaluate(cfg, run, policy_dir, data, stage, it))
-    report = write_report(run, config_path, evals, trains, data)
+    report = write_report(run, cfg.name, config_path, evals, trains, data)
     return {"run_dir": run, "evals": evals, "train": trains, **report}
 
 

@@ -22,6 +22,12 @@ def is_adapter_dir(path: str | os.PathLike) -> bool:
     return (Path(path) / "adapter_config.json").is_file()
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -39,6 +45,7 @@ def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> An
     """A causal LM from a hub name, a full checkpoint dir, or a LoRA adapter dir."""
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     torch_dtype = DTYPES[dtype]
     if is_adapter_dir(path):
         from peft import PeftModel

@@ -40,7 +40,7 @@ def summary_rows(evals: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]
 
 
 @task(name="report")
-def write_report(run_dir: str, config_path: str, evals: list[dict[str, Any]],
+def write_report(run_dir: str, run_name: str, config_path: str, evals: list[dict[str, Any]],
                  trains: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
     """metrics.json + report.md in the run directory, and the same report as a UI artifact."""
     run = Path(run_dir)
@@ -52,7 +52,7 @@ def write_report(run_dir: str, config_path: str, evals: list[dict[str, Any]],
         f"{t.get('train/reward2', float('nan')):.3f} | {t.get('train/kl_t1', float('nan')):.4f} | "
         f"{t.get('train/kl_t2', float('nan')):.4f} | {t.get('nan_skipped', 0)} |" for t in trains]
     text = "\n".join([
-        f"# SCoRe run `{run.name}`", "", f"- config: `{config_path}`", f"- run directory: `{run.resolve()}`",
+        f"# SCoRe run `{run_name}`", "", f"- config: `{config_path}`", f"- run directory: `{run.resolve()}`",
         f"- problems: train {data.get('train_n')} (`{data.get('train_path')}`), "
         f"eval {data.get('eval_n')} (`{data.get('eval_path')}`)", "",
         "## Held-out evaluation (greedy, %)", "", metrics_table(summary_rows(evals)), "",
@@ -62,7 +62,7 @@ def write_report(run_dir: str, config_path: str, evals: list[dict[str, Any]],
         "Traces: " + ", ".join(f"`{e['path']}`" for e in evals), "",
     ])
     atomic_write_text(text, run / "report.md")
-    _artifact(text, run.name)
+    _artifact(text, run_name)
     return {"report": str(run / "report.md"), "metrics": str(run / "metrics.json")}
 
 
