@@ -1,0 +1,228 @@
+"""`score bench sandbox`: HumanEval canonical programs three ways, in one run.
+
+1. pool     — `SandboxPool` (long-lived containers, one driver each), full isolation;
+2. host     — plain `python3 -I` subprocesses on the host, no isolation (the speed target);
+3. docker-run — one `docker run` per program with the same limits (the naive sandbox).
+All three use the same concurrency (slots) and timeout. Container start-up of the pool is
+timed separately; throughput counts only the programs. Timings on a shared machine are
+noisy: compare the ratios within one run. CPU per program (host: the subprocesses' rusage;
+pool: the containers' cgroup CPU, i.e. driver + programs + clean-up) is the load-robust
+measure of the sandbox's overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_HUMANEVAL = REPO.parent / "shared" / "data" / "humaneval.jsonl.gz"
+
+
+def humaneval_programs(path: Path) -> list[str]:
+    """prompt + canonical solution + test + check(entry_point), one per problem."""
+    from score_core.code_tasks import humaneval_program
+
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [humaneval_program(r["prompt"], r["canonical_solution"],
+                              r["test"] + f"\ncheck({r['entry_point']})\n", r["entry_point"])
+            for r in rows]
+
+
+def default_host_python() -> str:
+    """The system interpreter (same Debian python3.11 as the offline image) when present:
+    `python3` on PATH may be a pyenv shim (a shell script, ~0.3 s per start)."""
+    return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else os.path.realpath(sys.executable)
+
+
+def _host_one(python: str, program: str, timeout_s: float) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(program)
+    try:
+        out = subprocess.run([python, "-I", fh.name], capture_output=True, timeout=timeout_s,
+                             stdin=subprocess.DEVNULL)
+        return "passed" if out.returncode == 0 else "failed"
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    finally:
+        os.unlink(fh.name)
+
+
+def _docker_run_one(client, image: str, program: str, timeout_s: float) -> str:
+    import docker
+
+    c = client.containers.run(
+        image, ["timeout", "-s", "KILL", str(timeout_s), "python3", "-I", "-c", program],
+        detach=True, init=True, network_mode="none", read_only=True, ipc_mode="none",
+        tmpfs={"/tmp": "rw,size=64m,mode=1777,nosuid,nodev,noexec"}, mem_limit="704m",
+        memswap_limit="704m", pids_limit=256, cap_drop=["ALL"], user="52999:52999",
+        security_opt=["no-new-privileges"], log_config={"type": "json-file", "config": {"max-size": "1m"}},
+    )
+    try:
+        code = c.wait(timeout=timeout_s + 30)["StatusCode"]
+        return "passed" if code == 0 else "failed"
+    except docker.errors.DockerException:
+        return "sandbox_error"
+    finally:
+        c.remove(force=True)
+
+
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def container_cpu_s(container_id: str) -> Optional[float]:
+    """CPU seconds used so far by a container's cgroup (v1 cpuacct or v2), None if unknown."""
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage")
+    v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat")
+    try:
+        if v1.exists():
+            return int(v1.read_text()) / 1e9
+        if v2.exists():
+            usage = next(line for line in v2.read_text().splitlines() if line.startswith("usage_usec"))
+            return int(usage.split()[1]) / 1e6
+    except (OSError, ValueError, StopIteration):
+        pass
+    return None
+
+
+def _timed(run: Callable[[str], str], programs: Sequence[str], workers: int) -> dict:
+    t0, cpu0 = time.perf_counter(), _children_cpu_s()
+    with ThreadPoolExecutor(workers) as ex:
+        statuses = list(ex.map(run, programs))
+    seconds, cpu = time.perf_counter() - t0, _children_cpu_s() - cpu0
+    return {"seconds": round(seconds, 3), "programs_per_s": round(len(programs) / seconds, 2),
+            "passed": statuses.count("passed"), "n": len(programs),
+            "cpu_ms_per_program": round(1e3 * cpu / len(programs), 2) if cpu > 0 else None}
+
+
+def _pool_round(pool, programs: Sequence[str], timeout_s: float) -> dict:
+    from score_core.rewards import CodeJob
+
+    ids = [slot.container.id for slot in pool.slots]
+    cpu0, restarts0 = [container_cpu_s(cid) for cid in ids], pool.stats["slot_restarts"]
+    t0 = time.perf_counter()
+    results = pool.run_many([CodeJob(p, timeout_s, 512) for p in programs])
+    seconds = time.perf_counter() - t0
+    cpu1 = [container_cpu_s(cid) for cid in ids]
+    known = None not in cpu0 + cpu1 and pool.stats["slot_restarts"] == restarts0
+    cpu = sum(b - a for a, b in zip(cpu0, cpu1)) if known else 0.0
+    return {"seconds": seconds, "passed": sum(r.status == "passed" for r in results),
+            "n": len(programs), "cpu_s": cpu if known else None}
+
+
+def _total(rounds: list[dict]) -> dict:
+    """Sum rounds: throughput = all programs / all seconds."""
+    n, seconds = sum(r["n"] for r in rounds), sum(r["seconds"] for r in rounds)
+    cpus = [r.get("cpu_s") for r in rounds]
+    cpu = None if None in cpus else sum(cpus)
+    return {"seconds": round(seconds, 3), "programs_per_s": round(n / seconds, 2),
+            "passed": sum(r["passed"] for r in rounds), "n": n,
+            "cpu_ms_per_program": round(1e3 * cpu / n, 2) if cpu else None}
+
+
+def run_bench(data: Path, slots: int, timeout_s: float, image: str, skip_docker_run: bool,
+              host_python: str, rounds: int = 3) -> dict:
+    """Host and pool alternate (ABBA…) over `rounds` passes so load drift hits both alike;
+    docker run goes once at the end (it is ~10x slower)."""
+    from .pool import SandboxPool
+
+    programs = humaneval_programs(data)
+    report: dict = {"programs": len(programs), "rounds": rounds, "slots": slots,
+                    "timeout_s": timeout_s, "cpus": os.cpu_count(), "image": image,
+                    "host_python": host_python, "load_avg_1m_before": round(os.getloadavg()[0], 2)}
+    host_runs, pool_runs = [], []
+    t0 = time.perf_counter()
+    with SandboxPool(slots=slots, image=image, progress=False) as pool:
+        startup = time.perf_counter() - t0
+        for r in range(rounds):
+            for which in (("host", "pool") if r % 2 == 0 else ("pool", "host")):
+                if which == "host":
+                    c0 = _children_cpu_s()
+                    x = _timed(lambda p: _host_one(host_python, p, timeout_s), programs, slots)
+                    host_runs.append({**x, "cpu_s": _children_cpu_s() - c0})
+                else:
+                    pool_runs.append(_pool_round(pool, programs, timeout_s))
+        stats = dict(pool.stats)
+    report["host"] = _total(host_runs)
+    report["pool"] = {**_total(pool_runs), "startup_s": round(startup, 3), "stats": stats}
+    report["pool_vs_host_per_round"] = [
+        round(h["seconds"] / p["seconds"], 3) for h, p in zip(host_runs, pool_runs)]
+    if not skip_docker_run:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        report["docker_run"] = _timed(lambda p: _docker_run_one(client, image, p, timeout_s),
+                                      programs, slots)
+    report["pool_vs_host"] = round(report["pool"]["programs_per_s"] / report["host"]["programs_per_s"], 3)
+    if "docker_run" in report:
+        report["pool_vs_docker_run"] = round(
+            report["pool"]["programs_per_s"] / report["docker_run"]["programs_per_s"], 3)
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"HumanEval canonical programs: {r['programs']} x {r['rounds']} rounds (host and pool "
+             f"alternating; docker run once), slots/workers: {r['slots']}, "
+             f"cpus: {r['cpus']}, image: {r['image']}",
+             f"host python: {r['host_python']}, 1-min load average before: {r['load_avg_1m_before']}"]
+    for key, label in (("host", "host subprocess (no isolation)"), ("pool", "sandbox pool"),
+                       ("docker_run", "docker run per program")):
+        if key in r:
+            x = r[key]
+            cpu = x.get("cpu_ms_per_program")
+            lines.append(f"  {label:32s} {x['programs_per_s']:7.2f} programs/s  "
+                         f"({x['seconds']:.2f} s, {x['passed']}/{x['n']} passed"
+                         + (f", {cpu:.1f} ms CPU/program" if cpu else "") + ")")
+    lines.append(f"  pool start-up (not counted above): {r['pool']['startup_s']:.2f} s")
+    lines.append(f"  pool / host       = {r['pool_vs_host']:.3f}x  (goal >= 0.9x); per round: "
+                 f"{r['pool_vs_host_per_round']}")
+    if "pool_vs_docker_run" in r:
+        lines.append(f"  pool / docker run = {r['pool_vs_docker_run']:.3f}x")
+    return "\n".join(lines)
+
+
+def bench_sandbox(args: argparse.Namespace) -> int:
+    report = run_bench(Path(args.data), args.slots or os.cpu_count() or 1, args.timeout,
+                       args.image, args.skip_docker_run, args.host_python, args.rounds)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    ok = all(report[k]["passed"] == report[k]["n"] for k in ("host", "pool", "docker_run") if k in report)
+    if not ok:
+        print("bench sandbox: not every canonical program passed", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def add_bench_command(bench_subparsers) -> argparse.ArgumentParser:
+    """Add `bench sandbox` to the `bench` subcommand's subparsers."""
+    from .image import DEFAULT_IMAGE
+
+    p = bench_subparsers.add_parser(
+        "sandbox", help="HumanEval canonical programs: sandbox pool vs host subprocess vs docker run",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--data", default=str(DEFAULT_HUMANEVAL),
+                   help="HumanEval .jsonl or .jsonl.gz (default: %(default)s)")
+    p.add_argument("--slots", type=int, default=0,
+                   help="pool slots = host workers = concurrent docker runs (default: CPU count)")
+    p.add_argument("--timeout", type=float, default=10.0, help="per-program limit in s (default: 10)")
+    p.add_argument("--image", default=DEFAULT_IMAGE, help="sandbox image (default: %(default)s)")
+    p.add_argument("--host-python", default=default_host_python(),
+                   help="interpreter for the host baseline, run as `PY -I file` (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="host/pool passes, alternating order against load drift (default: 3)")
+    p.add_argument("--skip-docker-run", action="store_true",
+                   help="leave out the slow one-docker-run-per-program baseline")
+    p.set_defaults(func=bench_sandbox)
+    return p
