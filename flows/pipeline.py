@@ -5,12 +5,14 @@
         rollout (two attempts, k samples) → grade (r1, r2) → train → evaluate
     → report
 
-Runs on Prefect's embedded ephemeral API with no server, or as a deployment. Re-running
-the same command on the same run directory resumes after the last finished step.
+Runs on Prefect's embedded ephemeral API with no server, or as a deployment (`score deploy`,
+`prefect.yaml`). Re-running the same command on the same run directory resumes after the
+last finished step; one process at a time owns a run directory.
 """
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,47 +20,78 @@ from prefect import flow
 
 from score_core.config import RunConfig, load_config
 from score_core.schema import atomic_write_text
+from tasks.concurrency import ensure_limits
+from tasks.ledger import run_dir_lock
 from tasks.report import write_report
-from tasks.steps import grade, prepare_data, pretrain_debug_base, rollout, train
-
-
-def _evaluate(cfg: RunConfig, run_dir: str, model_dir: str, data: dict, stage: str, it: int) -> dict:
-    traces = rollout(cfg, run_dir, model_dir, data["eval_path"], stage, it, evaluation=True)
-    return {"stage": stage, "iteration": it, "model": model_dir,
-            **grade(cfg, run_dir, traces, data["eval_path"])}
+from tasks.steps import configured
 
 
 @flow(name="score_pipeline", log_prints=True)
 def score_pipeline(config_path: str, overrides: Optional[dict[str, Any]] = None,
                    run_dir: Optional[str] = None) -> dict[str, Any]:
-    """Train a model to self-correct with SCoRe and evaluate it after every stage iteration."""
+    """Train a model to self-correct with SCoRe and evaluate it after every stage iteration.
+
+    `run_dir` may contain `{flow_run_name}` or `{scheduled}` (the run's scheduled start,
+    UTC, YYYYmmdd-HHMMSS), so each scheduled deployment run gets its own directory."""
     cfg = load_config(config_path, overrides)
-    run = str(Path(run_dir) if run_dir else cfg.resolved_run_dir)
-    _pin_config(cfg, run)
-    data = prepare_data(cfg, run)
-    base_dir = cfg.model.path or pretrain_debug_base(cfg, run)
-    evals = [_evaluate(cfg, run, base_dir, data, "base", 0)]
+    run = resolve_run_dir(run_dir or str(cfg.resolved_run_dir))
+    with run_dir_lock(run):
+        _pin_config(cfg, run)
+        ensure_limits(cfg)
+        return _stages(cfg, run, config_path)
+
+
+def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
+    t = configured(cfg)
+
+    def evaluate(model_dir: str, stage: str, it: int) -> dict[str, Any]:
+        traces = t.rollout(cfg, run, model_dir, data["eval_path"], stage, it, evaluation=True)
+        return {"stage": stage, "iteration": it, "model": model_dir,
+                **t.grade(cfg, run, traces, data["eval_path"])}
+
+    data = t.prepare_data(cfg, run)
+    base_dir = cfg.model.path or t.pretrain_debug_base(cfg, run)
+    evals = [evaluate(base_dir, "base", 0)]
     trains: list[dict[str, Any]] = []
+    rollouts: list[dict[str, Any]] = []
     policy_dir = base_dir
     schedule = cfg.train.schedule
     for it, stage in enumerate(schedule, start=1):
-        traces = rollout(cfg, run, policy_dir, data["train_path"], stage, it)
-        graded = grade(cfg, run, traces, data["train_path"])
-        step = train(cfg, run, policy_dir, base_dir, graded["path"], data["train_path"], stage, it)
+        traces = t.rollout(cfg, run, policy_dir, data["train_path"], stage, it)
+        graded = t.grade(cfg, run, traces, data["train_path"])
+        rollouts.append({"stage": stage, "iteration": it, **graded})
+        step = t.train(cfg, run, policy_dir, base_dir, graded["path"], data["train_path"], stage, it)
         trains.append({"stage": stage, "iteration": it, **step})
         policy_dir = step["checkpoint"]
         if cfg.eval.every_iteration or it == len(schedule):
-            evals.append(_evaluate(cfg, run, policy_dir, data, stage, it))
-    report = write_report(run, cfg.name, config_path, evals, trains, data)
-    return {"run_dir": run, "evals": evals, "train": trains, **report}
+            evals.append(evaluate(policy_dir, stage, it))
+    report = write_report(run, cfg.name, config_path, evals, trains, data, rollouts)
+    return {"run_dir": run, "evals": evals, "train": trains, "rollouts": rollouts, **report}
+
+
+def resolve_run_dir(template: str) -> str:
+    """Fill `{flow_run_name}` / `{scheduled}` from the current flow run (if any)."""
+    if "{" not in template:
+        return str(Path(template))
+    from prefect.runtime import flow_run
+
+    scheduled = flow_run.scheduled_start_time or datetime.now(timezone.utc)
+    return str(Path(template.format(flow_run_name=flow_run.name or "local",
+                                    scheduled=scheduled.strftime("%Y%m%d-%H%M%S"))))
+
+
+def _identity(cfg: RunConfig) -> dict[str, Any]:
+    """What makes two runs the same run: everything but how Prefect orchestrates it."""
+    return cfg.model_dump(mode="json", exclude={"orchestration"})
 
 
 def _pin_config(cfg: RunConfig, run_dir: str) -> None:
     """Record the config in the run directory; refuse to resume a run made with another one."""
     path = Path(run_dir) / "config.json"
-    current = cfg.model_dump(mode="json")
+    current = _identity(cfg)
     if path.is_file():
         previous = json.loads(path.read_text())
+        previous.pop("orchestration", None)
         if previous != current:
             raise ValueError(
                 f"{run_dir} holds a run made with a different config; pass --run-dir for a new "

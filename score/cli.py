@@ -48,7 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
         print(f"config OK: {len(cfg.train.schedule)} stage iterations × {cfg.steps_per_iteration} steps")
-        return 0
+        from score_core.dryrun import print_dry_run
+
+        return print_dry_run(cfg)
     _quiet_prefect()
     from flows.pipeline import score_pipeline
     from tasks.report import metrics_table, summary_rows
@@ -103,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optional_hooks(sub: Any, bench_sub: Any) -> None:
+    from score.models_cli import add_commands as add_model_commands
+
+    add_model_commands(sub)
     try:
         from sandbox.cli import add_commands
     except ImportError:
@@ -115,6 +120,16 @@ def _optional_hooks(sub: Any, bench_sub: Any) -> None:
         add_bench_command = None
     if add_bench_command:
         add_bench_command(bench_sub)
+    from flows.bench import add_bench_command as add_pipeline_bench
+    from score.deploy import add_commands as add_deploy_command
+
+    add_deploy_command(sub)
+    add_pipeline_bench(bench_sub)
+    from score.bench_cli import add_bench_commands as add_speed_benches
+    from score.eval_cli import add_commands as add_eval_command
+
+    add_speed_benches(bench_sub)
+    add_eval_command(sub)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

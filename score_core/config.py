@@ -69,6 +69,9 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, ge=0, description="Training sampling temperature (paper: 1.0).")
     max_new_tokens: int = Field(64, ge=1, description="Token limit per attempt.")
     batch_size: int = Field(64, ge=1, description="Sequences per generate call.")
+    vllm_gpu_memory_utilization: float = Field(
+        0.4, gt=0, le=1, description="vLLM only: fraction of GPU memory vLLM may take (weights + KV cache).")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="vLLM only: GPUs one vLLM engine spans.")
 
 
 class TrainConfig(_Strict):
@@ -81,6 +84,15 @@ class TrainConfig(_Strict):
     minibatch_prompts: int = Field(16, ge=1, description="Prompts (× k samples) per optimizer step.")
     epochs_per_iteration: int = Field(1, ge=1, description="Passes over one iteration's rollouts.")
     micro_batch_episodes: int = Field(64, ge=1, description="Episodes per forward/backward (gradient accumulation).")
+    micro_batch_tokens: Optional[int] = Field(
+        None, ge=1, description="Also cap each forward/backward at this many padded tokens (rows × longest "
+        "row; rows are sorted by length first). None: only micro_batch_episodes limits it.")
+    num_processes: int = Field(
+        1, ge=1, description="Processes for the training step (DDP/FSDP via `accelerate launch`; each takes "
+        "its shard of every minibatch). 1: train in the step's own process.")
+    accelerate_config: Optional[str] = Field(
+        None, description="accelerate config file for num_processes > 1 (see configs/accelerate/); "
+        "None: plain DDP.")
     kl_estimator: Literal["full", "k3"] = Field(
         "full", description="Per-token KL: exact over the vocabulary ('full') or the sampled-token k3 estimator.")
     lr: float = Field(1e-4, gt=0, description="Adam learning rate (paper: 5e-6 MATH, 1e-5 code).")
@@ -109,6 +121,30 @@ class DataConfig(_Strict):
     eval: DatasetConfig = Field(description="Held-out problems for evaluation (greedy).")
 
 
+class OrchestrationConfig(_Strict):
+    """How Prefect runs the steps. Not part of a run's identity: changing these fields never
+    makes a run directory refuse to resume."""
+
+    isolate_steps: Literal["process", "inline"] = Field(
+        "process", description="'process': pre-training, rollout and training each run in a fresh "
+        "child process (forkserver) so accelerator memory is released between steps; 'inline': in "
+        "the flow's process (debugging).")
+    gpu_slots: int = Field(1, ge=1, description="Prefect global concurrency slots for GPU-bound steps "
+                           "(pre-training, rollout, training), shared by every run on one Prefect server.")
+    grading_slots: int = Field(2, ge=1, description="Prefect global concurrency slots for grading tasks "
+                               "(sandbox containers are bounded per task by grading.sandbox_slots).")
+    concurrency_lease_s: float = Field(
+        120.0, gt=0, description="Lease of a held slot; renewed while the step runs, freed by the "
+        "server this long after its holder died.")
+    io_retries: int = Field(3, ge=0, description="Retries of data preparation and grading on I/O or "
+                            "sandbox infrastructure errors (not on bad data).")
+    step_retries: int = Field(1, ge=0, description="Retries of rollout/training when their child "
+                              "process died (e.g. killed for memory); a retry starts again from the "
+                              "last saved checkpoint.")
+    retry_backoff_s: float = Field(2.0, ge=0, description="First retry delay; doubles on each retry, "
+                                   "with jitter.")
+
+
 class RunConfig(_Strict):
     name: str = Field("score", description="Run name; also the default run directory name.")
     run_dir: Optional[str] = Field(None, description="Where everything is written. Default runs/<name>.")
@@ -119,6 +155,8 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     grading: GradingConfig = Field(default_factory=GradingConfig)
+    orchestration: OrchestrationConfig = Field(
+        default_factory=OrchestrationConfig, description="Process isolation, concurrency slots, retries.")
 
     @model_validator(mode="after")
     def _check(self) -> "RunConfig":
@@ -177,6 +215,9 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         ds = (raw.get("data") or {}).get(section)
         if isinstance(ds, dict) and isinstance(ds.get("path"), str):
             ds["path"] = _resolve(ds["path"], base)
+    train = raw.get("train")
+    if isinstance(train, dict) and isinstance(train.get("accelerate_config"), str):
+        train["accelerate_config"] = _resolve(train["accelerate_config"], base)
     model = raw.get("model")
     if isinstance(model, dict) and isinstance(model.get("path"), str):
         p = _resolve(model["path"], base)

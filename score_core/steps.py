@@ -40,21 +40,34 @@ def prepare_problems(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 def rollout_step(
     model_dir: str, problems_path: str, out_path: str, *, run_id: str, stage: str, iteration: int,
     k: int, temperature: float, max_new_tokens: int, batch_size: int, seed: int,
-    dtype: str = "float32", limit: Optional[int] = None, offset: int = 0,
+    dtype: str = "float32", limit: Optional[int] = None, offset: int = 0, engine: str = "hf",
+    vllm_gpu_memory_utilization: float = 0.4, vllm_tensor_parallel_size: int = 1,
 ) -> dict[str, Any]:
-    """Sample k two-attempt episodes per problem with the model at `model_dir`."""
+    """Sample k two-attempt episodes per problem with the model at `model_dir`.
+
+    engine "hf": `decode.decode_turns` on the HF model; "vllm": a vLLM engine built from
+    `model_dir` (the newest checkpoint or LoRA adapter: this is the per-iteration weight sync)."""
     problems = read_problems(problems_path)
     if limit is not None:
         start = (offset * limit) % max(len(problems), 1)
         problems = (problems[start:] + problems[:start])[:limit]
     tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, dtype=dtype)
+    model, gen_engine = None, None
+    if engine == "vllm":
+        from .vllm_engine import build_engine
+
+        eos = {tokenizer.eos_token_id} | _generation_eos(model_dir)
+        gen_engine = build_engine(engine, model_dir, eos, dtype=dtype, seed=seed, max_model_len=None,
+                                  gpu_memory_utilization=vllm_gpu_memory_utilization,
+                                  tensor_parallel_size=vllm_tensor_parallel_size)
+    else:
+        model = load_model(model_dir, dtype=dtype)
     t0 = time.perf_counter()
     with bar(total=2 * k * len(problems), desc=f"rollout {stage} it{iteration}") as pb:
         episodes = rollout_two_attempts(
             model, tokenizer, problems, k=k, temperature=temperature, max_new_tokens=max_new_tokens,
             batch_size=batch_size, run_id=run_id, stage=stage, iteration=iteration, seed=seed,
-            progress=pb.update)
+            progress=pb.update, engine=gen_engine)
     dt = time.perf_counter() - t0
     write_episodes(episodes, out_path)
     n_tok = sum(e.tokens1 + e.tokens2 for e in episodes)
@@ -111,8 +124,10 @@ def train_step(
         raise FloatingPointError(f"{stage} iteration {iteration}: every step had a non-finite loss")
     state = {"stage": stage, "iteration": iteration, "history": history,
              "resumed_optimizer": resumed_optimizer}
-    save_checkpoint(accelerator.unwrap_model(policy), tokenizer, out_dir, optimizer, state)
-    atomic_write_text(json.dumps(history), Path(out_dir).with_suffix(".history.json"))
+    if accelerator.is_main_process:  # one writer under `accelerate launch`
+        save_checkpoint(accelerator.unwrap_model(policy), tokenizer, out_dir, optimizer, state)
+        atomic_write_text(json.dumps(history), Path(out_dir).with_suffix(".history.json"))
+    accelerator.wait_for_everyone()
     return {"checkpoint": out_dir, **_summarise(history)}
 
 
@@ -121,7 +136,16 @@ def _hyper(cfg: RunConfig, iteration: int) -> Hyper:
     return Hyper(lr=t.lr, alpha=t.alpha, beta1=t.beta1, beta2=t.beta2,
                  minibatch_prompts=t.minibatch_prompts, micro_batch_episodes=t.micro_batch_episodes,
                  epochs=t.epochs_per_iteration, max_grad_norm=t.max_grad_norm,
-                 kl_estimator=t.kl_estimator, seed=t.seed + iteration)
+                 kl_estimator=t.kl_estimator, seed=t.seed + iteration, micro_batch_tokens=t.micro_batch_tokens)
+
+
+def _generation_eos(model_dir: str) -> set[int]:
+    """Extra stop ids from generation_config.json (chat models often list several)."""
+    path = Path(model_dir) / "generation_config.json"
+    if not path.is_file():
+        return set()
+    eos = json.loads(path.read_text()).get("eos_token_id")
+    return set(eos) if isinstance(eos, list) else ({eos} if isinstance(eos, int) else set())
 
 
 def _policy_and_reference(cfg: RunConfig, policy_dir: str, base_dir: str) -> tuple[Any, Optional[Any]]:

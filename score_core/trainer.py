@@ -1,12 +1,16 @@
 """One SCoRe stage iteration of policy-gradient training on a batch of rollouts.
 
 Reads like nanoGPT's train.py: build the batch tensors, loop over minibatches of
-prompts (× k samples), accumulate micro-batches, clip, step, log. The math lives in
-`losses`; this file only arranges tensors. Built on accelerate so the same code runs
-on one CPU, one GPU or under `accelerate launch` (DDP/FSDP/DeepSpeed).
+prompts (× k samples), accumulate micro-batches (packed by a padded-token budget),
+clip, step, log. The math lives in `losses`; this file only arranges tensors. Built on
+accelerate so the same code runs on one CPU, one GPU or under `accelerate launch`
+(DDP; FSDP via configs/accelerate/): each process takes its shard of every minibatch,
+gradients are all-reduced once per optimizer step (`no_sync` on the other micro-batches),
+and bf16 autocast comes from the Accelerator's `mixed_precision`.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -18,7 +22,7 @@ from typing import Any, Callable, Literal, Optional, Sequence
 import torch
 
 from .losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
-from .rollout import episode_token_layout
+from .rollout import episode_token_layout, prompt_ids
 from .schema import Episode, Problem
 
 Stage = Literal["stage1", "stage2"]
@@ -33,11 +37,12 @@ class Hyper:
     beta1: float
     beta2: float
     minibatch_prompts: int
-    micro_batch_episodes: int
+    micro_batch_episodes: int  # at most this many episodes per forward/backward
     epochs: int
     max_grad_norm: float
     kl_estimator: Literal["full", "k3"] = "full"
     seed: int = 0
+    micro_batch_tokens: Optional[int] = None  # and at most this many padded tokens (None: no limit)
 
 
 def episode_advantages(
@@ -77,13 +82,12 @@ def episode_advantages(
     return groups, adv_1, adv_2
 
 
-def collate(
-    tokenizer: Any, problems: dict[str, Problem], episodes: Sequence[Episode]
-) -> dict[str, torch.Tensor]:
+Layout = tuple[list[int], int, int, int]  # (ids, x_len, y1_end, y2_start), see episode_token_layout
+
+
+def collate_layouts(layouts: Sequence[Layout], pad: int) -> dict[str, torch.Tensor]:
     """Right-padded [x | y1 | B | y2] rows and the masks of each attempt's target tokens."""
-    layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep) for ep in episodes]
     width = max(len(ids) for ids, *_ in layouts)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     input_ids = torch.full((len(layouts), width), pad, dtype=torch.long)  # (B, T)
     attention_mask = torch.zeros((len(layouts), width), dtype=torch.long)  # (B, T)
     mask_1 = torch.zeros((len(layouts), width - 1))  # (B, T−1) target is a y1 token
@@ -96,6 +100,36 @@ def collate(
     return {"input_ids": input_ids, "attention_mask": attention_mask, "mask_1": mask_1, "mask_2": mask_2}
 
 
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def collate(
+    tokenizer: Any, problems: dict[str, Problem], episodes: Sequence[Episode]
+) -> dict[str, torch.Tensor]:
+    """Right-padded [x | y1 | B | y2] rows and the masks of each attempt's target tokens."""
+    layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep) for ep in episodes]
+    return collate_layouts(layouts, _pad_id(tokenizer))
+
+
+def plan_micro_batches(lengths: Sequence[int], max_episodes: int, max_tokens: Optional[int]) -> list[list[int]]:
+    """Split positions 0..n−1 into micro-batches of ≤ max_episodes rows and, when
+    max_tokens is set, ≤ max_tokens padded tokens (rows × longest row; a single longer
+    row still gets its own micro-batch). Rows are sorted by length so padding is small."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    plans: list[list[int]] = []
+    for i in order:
+        cur = plans[-1] if plans else None
+        # rows arrive longest first, so the first row of `cur` is its longest
+        fits = cur is not None and len(cur) < max_episodes and (
+            max_tokens is None or (len(cur) + 1) * lengths[cur[0]] <= max_tokens)
+        if fits:
+            cur.append(i)  # type: ignore[union-attr]
+        else:
+            plans.append([i])
+    return plans
+
+
 def _forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
@@ -105,15 +139,19 @@ def _ref_logits(policy: Any, ref_model: Optional[Any], batch: dict[str, torch.Te
     with torch.no_grad():
         if ref_model is not None:
             return _forward_logits(ref_model, batch)
-        with policy.disable_adapter():
+        with _unwrap(policy).disable_adapter():
             return _forward_logits(policy, batch)
+
+
+def _unwrap(model: Any) -> Any:
+    return getattr(model, "module", model)  # DDP wraps the model in .module
 
 
 def micro_step(
     policy: Any, ref_model: Optional[Any], batch: dict[str, torch.Tensor],
     adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one micro-batch (not yet scaled for accumulation)."""
+    """Loss of one micro-batch (a mean over its episodes; not yet scaled for accumulation)."""
     logits = _forward_logits(policy, batch)  # (B, T, V)
     ref_logits = _ref_logits(policy, ref_model, batch)  # (B, T, V)
     logp = token_logprobs(logits, batch["input_ids"])  # (B, T−1)
@@ -134,8 +172,16 @@ def train_on_episodes(
     hp: Hyper,
     progress: Optional[Callable[[int], None]] = None,
 ) -> list[dict[str, float]]:
-    """Optimizer steps over one iteration's rollouts; returns one stats dict per step."""
+    """Optimizer steps over one iteration's rollouts; returns one stats dict per step.
+
+    Under `accelerate launch` every process gets the same episodes and the same shuffle;
+    each takes its shard (every world_size-th episode) of each minibatch, and the loss is
+    normalised by the *global* minibatch size, so the all-reduced (averaged) gradient
+    equals the one-process gradient of the whole minibatch.
+    """
     groups, adv_1, adv_2 = episode_advantages(episodes, stage, hp.alpha)
+    prompts = {pid: prompt_ids(tokenizer, problems[pid]) for pid in {ep.problem_id for ep in episodes}}
+    layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep, prompts[ep.problem_id]) for ep in episodes]
     rng = random.Random(hp.seed)
     history: list[dict[str, float]] = []
     policy.train()
@@ -144,8 +190,8 @@ def train_on_episodes(
         rng.shuffle(order)
         for start in range(0, len(order), hp.minibatch_prompts):
             idx = [i for g in order[start : start + hp.minibatch_prompts] for i in g]
-            stats = _optimizer_step(policy, ref_model, tokenizer, optimizer, accelerator,
-                                    [episodes[i] for i in idx], problems, adv_1[idx], adv_2[idx], stage, hp)
+            stats = _optimizer_step(policy, ref_model, optimizer, accelerator, [layouts[i] for i in idx],
+                                    _pad_id(tokenizer), adv_1[idx], adv_2[idx], stage, hp)
             stats["reward1"] = _mean([episodes[i].reward1 for i in idx])
             stats["reward2"] = _mean([episodes[i].reward2 for i in idx])
             history.append(stats)
@@ -155,32 +201,48 @@ def train_on_episodes(
 
 
 def _optimizer_step(
-    policy: Any, ref_model: Optional[Any], tokenizer: Any, optimizer: torch.optim.Optimizer,
-    accelerator: Any, eps: list[Episode], problems: dict[str, Problem],
-    adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
+    policy: Any, ref_model: Optional[Any], optimizer: torch.optim.Optimizer, accelerator: Any,
+    layouts: list[Layout], pad: int, adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
 ) -> dict[str, float]:
     t0 = time.perf_counter()
+    world, rank, dev = accelerator.num_processes, accelerator.process_index, accelerator.device
+    n_global = len(layouts)
+    mine = list(range(rank, n_global, world))  # this process's shard of the minibatch
+    plans = [[mine[j] for j in mb] for mb in
+             plan_micro_batches([len(layouts[i][0]) for i in mine], hp.micro_batch_episodes, hp.micro_batch_tokens)]
+    if not plans:  # more processes than episodes: join the gradient all-reduce with a zero-weight pass
+        plans, zero_weight = [[0]], True
+    else:
+        zero_weight = False
     optimizer.zero_grad(set_to_none=True)
-    sums: dict[str, float] = defaultdict(float)
-    n_tokens = 0
-    for s in range(0, len(eps), hp.micro_batch_episodes):
-        sl = slice(s, s + hp.micro_batch_episodes)
-        batch = {k: v.to(accelerator.device) for k, v in collate(tokenizer, problems, eps[sl]).items()}
-        weight = len(eps[sl]) / len(eps)
-        loss, stats = micro_step(policy, ref_model, batch, adv_1[sl].to(accelerator.device),
-                                 adv_2[sl].to(accelerator.device), stage, hp)
-        if not torch.isfinite(loss):
-            optimizer.zero_grad(set_to_none=True)
-            return {"nan_skipped": 1.0, "loss": float("nan"), "step_s": time.perf_counter() - t0}
-        accelerator.backward(loss * weight)
-        n_tokens += int(batch["attention_mask"].sum())
-        for key, val in stats.items():
-            sums[key] += val * weight
+    sums = torch.zeros(len(STAT_KEYS) + 2, device=dev)  # weighted stats, non-finite flag, tokens
+    for m, mb in enumerate(plans):
+        batch = {k: v.to(dev) for k, v in collate_layouts([layouts[i] for i in mb], pad).items()}
+        weight = 0.0 if zero_weight else len(mb) * world / n_global  # mean over the global minibatch
+        sync = contextlib.nullcontext() if m == len(plans) - 1 else accelerator.no_sync(policy)
+        with sync:  # all-reduce gradients only on the last micro-batch
+            with accelerator.autocast():  # bf16 when the Accelerator's mixed_precision says so
+                loss, stats = micro_step(policy, ref_model, batch, adv_1[mb].to(dev), adv_2[mb].to(dev), stage, hp)
+            accelerator.backward(loss * weight)
+        sums[-2] += float(not torch.isfinite(loss))
+        sums[-1] += 0 if zero_weight else int(batch["attention_mask"].sum())
+        for j, key in enumerate(STAT_KEYS):
+            sums[j] += stats[key] * weight / world
+    if world > 1:
+        sums = accelerator.reduce(sums, reduction="sum")
+    if sums[-2] > 0:  # every process agrees: skip the step
+        optimizer.zero_grad(set_to_none=True)
+        return {"nan_skipped": 1.0, "loss": float("nan"), "step_s": time.perf_counter() - t0}
     grad_norm = accelerator.clip_grad_norm_(policy.parameters(), hp.max_grad_norm)
     optimizer.step()
     dt = time.perf_counter() - t0
-    return {**sums, "grad_norm": float(grad_norm), "nan_skipped": 0.0, "step_s": dt,
-            "tokens_per_s": n_tokens / dt if dt > 0 else 0.0}
+    out = {key: float(sums[j]) for j, key in enumerate(STAT_KEYS)}
+    grad_norm = math.nan if grad_norm is None else float(grad_norm)  # DeepSpeed clips itself
+    return {**out, "grad_norm": grad_norm, "nan_skipped": 0.0, "step_s": dt,
+            "tokens_per_s": float(sums[-1]) / dt if dt > 0 else 0.0}
+
+
+STAT_KEYS = ("loss", "pg_loss", "kl_t1", "kl_t2")
 
 
 def _mean(values: Sequence[Optional[float]]) -> float:

@@ -1,16 +1,22 @@
 """A run directory's ledger of finished steps, for resume after a crash (even `kill -9`).
 
 `steps.json` maps a step key (e.g. "rollout/it003") to the small record the step returned.
-A step is skipped on re-run only if it is in the ledger *and* every path it recorded still
-exists; otherwise it is redone. The ledger itself is written atomically after the step's
-outputs, so it never names a half-written file.
+A step is skipped on re-run only if it is in the ledger *and* every path it recorded is
+still there and whole (a Parquet file ends with its footer magic, a model directory holds
+its config); otherwise it is redone. The ledger is written atomically *after* the step's
+outputs, so it never names a half-written file. One process at a time owns a run
+directory (`run_dir_lock`); on entry, temporary files left by a killed writer are removed.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from score_core.schema import atomic_write_text
 
@@ -27,10 +33,24 @@ def load_ledger(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def output_is_whole(path: str | Path) -> bool:
+    """A recorded output counts only if it is complete: cheap checks, no full reads."""
+    p = Path(path)
+    if p.suffix == ".parquet":
+        if not p.is_file() or p.stat().st_size < 12:
+            return False
+        with open(p, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            return fh.read(4) == b"PAR1"
+    if p.is_dir() and (p.name == "base" or p.parent.name == "checkpoints"):
+        return (p / "config.json").is_file() or (p / "adapter_config.json").is_file()
+    return p.exists()
+
+
 def _outputs_exist(record: dict[str, Any]) -> bool:
     paths = [v for k, v in record.items()
              if isinstance(v, str) and (k in PATH_KEYS or k.endswith("_path"))]
-    return all(Path(p).exists() for p in paths)
+    return all(output_is_whole(p) for p in paths)
 
 
 def finished(run_dir: str | Path, key: str) -> Optional[dict[str, Any]]:
@@ -55,3 +75,47 @@ def once(run_dir: str | Path, key: str, fn: Callable[[], dict[str, Any]]) -> dic
     result = fn()
     record(run_dir, key, result)
     return result
+
+
+class RunDirBusy(ValueError):
+    """Another live process is running a pipeline in this run directory (a usage error: the
+    CLI prints it as one line, and it is never retried)."""
+
+
+@contextmanager
+def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
+    """Exclusive ownership of a run directory for one pipeline run. The OS drops the lock
+    when its process dies, so a `kill -9`ed run never blocks its own resume."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    fh = open(run / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirBusy(f"{run} is being written by another running pipeline; wait for it, "
+                             f"or pass another --run-dir") from None
+        clean_stale_temps(run)
+        yield
+    finally:
+        fh.close()
+
+
+def clean_stale_temps(run_dir: Path) -> list[str]:
+    """Remove temporaries of atomic writes (".name.XXXX.tmp" files, ".name.XXXX" dirs) that a
+    killed writer left behind. Only called while holding the run directory's lock."""
+    removed = []
+    for sub in (run_dir, run_dir / "traces", run_dir / "checkpoints", run_dir / "plots"):
+        if not sub.is_dir():
+            continue
+        for p in sub.iterdir():
+            if not p.name.startswith(".") or p.name == ".lock":
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+            else:
+                continue
+            removed.append(p.name)
+    return removed

@@ -1,16 +1,29 @@
 """Prefect tasks of the SCoRe pipeline. Each one: one score_core step, run at most once per
-run directory (see `ledger`), inputs and outputs are paths and small records."""
+run directory (see `ledger`), inputs and outputs are paths and small records.
+
+GPU-bound steps (pre-training, rollout, training) run in a child process (`isolation`) and
+hold a slot of the `score-gpu` global concurrency limit; grading holds a `score-grading`
+slot. Retries (with exponential backoff) happen only on infrastructure errors — a dead
+child process, I/O, the sandbox — never on bad data or a NaN loss (see `retry_on_infrastructure`).
+A retried or resumed training step starts again from the last complete checkpoint.
+"""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional
 
 from prefect import get_run_logger, task
+from prefect.tasks import exponential_backoff
 
-from score_core import steps
 from score_core.config import RunConfig
 
-from .ledger import once
+from .concurrency import slot
+from .isolation import run_in_child
+from .ledger import RunDirBusy, once
+
+NOT_RETRIED = (ValueError, TypeError, KeyError, AttributeError, AssertionError, FloatingPointError,
+               NotImplementedError, FileNotFoundError, RunDirBusy)
 
 
 def _log(msg: str) -> None:
@@ -20,9 +33,49 @@ def _log(msg: str) -> None:
         print(msg)
 
 
-@task(name="prepare-data", tags=["io"], retries=2, retry_delay_seconds=[2, 10])
+def _call(run_cfg: RunConfig, target: str, /, **kwargs: Any) -> dict[str, Any]:
+    """Run `score_core` step `target` ("module:function") in a child process, or inline."""
+    if run_cfg.orchestration.isolate_steps == "process":
+        return run_in_child(target, kwargs)
+    import importlib
+
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)(**kwargs)
+
+
+def retry_on_infrastructure(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry crashes and I/O / sandbox failures, not deterministic errors."""
+    try:
+        state.result()
+    except NOT_RETRIED:
+        return False
+    except BaseException:
+        return True
+    return False
+
+
+def configured(cfg: RunConfig) -> SimpleNamespace:
+    """The tasks with this run's retry policy (counts and backoff from `cfg.orchestration`)."""
+    o = cfg.orchestration
+
+    def opts(retries: int) -> dict[str, Any]:
+        return dict(retries=retries, retry_delay_seconds=exponential_backoff(o.retry_backoff_s),
+                    retry_jitter_factor=0.5, retry_condition_fn=retry_on_infrastructure)
+
+    return SimpleNamespace(
+        prepare_data=prepare_data.with_options(**opts(o.io_retries)),
+        pretrain_debug_base=pretrain_debug_base.with_options(**opts(o.step_retries)),
+        rollout=rollout.with_options(**opts(o.step_retries)),
+        grade=grade.with_options(**opts(o.io_retries)),
+        train=train.with_options(**opts(o.step_retries)),
+    )
+
+
+@task(name="prepare-data", tags=["io"])
 def prepare_data(cfg: RunConfig, run_dir: str) -> dict[str, Any]:
     """MATH / GSM8K / MBPP / HumanEval / synthetic problems → problems_{train,eval}.parquet."""
+    from score_core import steps
+
     out = once(run_dir, "prepare_data", lambda: _flat(steps.prepare_problems(cfg, Path(run_dir))))
     _log(f"problems: train {out['train_n']} (skipped {out['train_n_skipped']}), "
          f"eval {out['eval_n']} (skipped {out['eval_n_skipped']})")
@@ -38,11 +91,15 @@ def _flat(nested: dict[str, dict[str, Any]]) -> dict[str, Any]:
 @task(name="pretrain-debug-base", tags=["gpu"])
 def pretrain_debug_base(cfg: RunConfig, run_dir: str) -> str:
     """Debug scale only: build and pre-train the tiny from-scratch base model."""
-    from score_core.debug_model import pretrain_debug_base as pretrain
-
     model_dir = str(Path(run_dir) / "checkpoints" / "base")
-    out = once(run_dir, "pretrain_debug_base",
-               lambda: {"model_dir": model_dir, **pretrain(cfg.model.debug_base, model_dir)})
+
+    def run() -> dict[str, Any]:
+        with slot("gpu", cfg):
+            metrics = _call(cfg, "score_core.debug_model:pretrain_debug_base",
+                            cfg=cfg.model.debug_base, out_dir=model_dir)
+        return {"model_dir": model_dir, **metrics}
+
+    out = once(run_dir, "pretrain_debug_base", run)
     _log(f"debug base model at {out['model_dir']}")
     return out["model_dir"]
 
@@ -61,29 +118,39 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
                       max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size,
                       seed=cfg.train.seed + 1000 * iteration, limit=cfg.train.prompts_per_iteration,
                       offset=iteration - 1)
-    out = once(run_dir, key, lambda: steps.rollout_step(
-        model_dir, problems_path, out_path, run_id=cfg.name, stage=stage, iteration=iteration,
-        dtype=cfg.model.dtype, **kwargs))
+
+    def run() -> dict[str, Any]:
+        with slot("gpu", cfg):
+            return _call(cfg, "score_core.steps:rollout_step", model_dir=model_dir,
+                         problems_path=problems_path, out_path=out_path, run_id=cfg.name, stage=stage,
+                         iteration=iteration, dtype=cfg.model.dtype, engine=cfg.rollout.engine,
+                         vllm_gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+                         vllm_tensor_parallel_size=cfg.rollout.vllm_tensor_parallel_size, **kwargs)
+
+    out = once(run_dir, key, run)
     _log(f"{key}: {out['episodes']} episodes, {out['gen_tokens_per_s']:.0f} tok/s")
     return out["path"]
 
 
-@task(name="grade", tags=["sandbox"], retries=2, retry_delay_seconds=[5, 30])
+@task(name="grade", tags=["sandbox"])
 def grade(cfg: RunConfig, run_dir: str, traces_path: str, problems_path: str) -> dict[str, Any]:
     """Rewards r1, r2: Math-Verify for answers, the Docker sandbox for code."""
+    from score_core import steps
+
     out_path = traces_path.replace("_raw.parquet", ".parquet")
     key = "grade/" + Path(out_path).stem
 
     def run() -> dict[str, Any]:
-        runner = _code_runner(cfg, problems_path)
-        try:
-            return steps.grade_step(traces_path, problems_path, out_path,
-                                    math_timeout_s=cfg.grading.math_timeout_s, code_runner=runner,
-                                    code_timeout_s=cfg.grading.code_timeout_s,
-                                    code_memory_mb=cfg.grading.code_memory_mb)
-        finally:
-            if runner is not None:
-                runner.close()
+        with slot("grading", cfg):
+            runner = _code_runner(cfg, problems_path)
+            try:
+                return steps.grade_step(traces_path, problems_path, out_path,
+                                        math_timeout_s=cfg.grading.math_timeout_s, code_runner=runner,
+                                        code_timeout_s=cfg.grading.code_timeout_s,
+                                        code_memory_mb=cfg.grading.code_memory_mb)
+            finally:
+                if runner is not None:
+                    runner.close()
 
     out = once(run_dir, key, run)
     _log(f"{key}: acc@t1 {out['accuracy_t1']:.3f} acc@t2 {out['accuracy_t2']:.3f} "
@@ -104,10 +171,43 @@ def _code_runner(cfg: RunConfig, problems_path: str) -> Optional[Any]:
 @task(name="train", tags=["gpu"])
 def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_path: str,
           problems_path: str, stage: str, iteration: int) -> dict[str, Any]:
-    """One SCoRe stage iteration (Stage I or Stage II) → a save_pretrained checkpoint."""
+    """One SCoRe stage iteration (Stage I or Stage II) → a save_pretrained checkpoint.
+    Starts from `policy_dir`, the last complete checkpoint (weights + Adam state)."""
     out_dir = str(Path(run_dir) / "checkpoints" / f"it{iteration:03d}_{stage}")
-    out = once(run_dir, f"train/{stage}/it{iteration:03d}", lambda: steps.train_step(
-        cfg, policy_dir, base_dir, traces_path, problems_path, stage, out_dir, iteration))
+
+    args = dict(policy_dir=policy_dir, base_dir=base_dir, traces_path=traces_path,
+                problems_path=problems_path, stage=stage, out_dir=out_dir, iteration=iteration)
+
+    def run() -> dict[str, Any]:
+        with slot("gpu", cfg):
+            if cfg.train.num_processes > 1:
+                return _launch_train(cfg, run_dir, f"it{iteration:03d}_{stage}", args)
+            return _call(cfg, "score_core.steps:train_step", cfg=cfg, **args)
+
+    out = once(run_dir, f"train/{stage}/it{iteration:03d}", run)
     _log(f"train {stage} it{iteration}: loss {out.get('train/loss', float('nan')):.4f} "
          f"reward2 {out.get('train/reward2', float('nan')):.3f}")
     return out
+
+
+def _launch_train(cfg: RunConfig, run_dir: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """`train.num_processes` > 1: the same train_step under `accelerate launch` (DDP/FSDP)."""
+    import json
+    import subprocess
+
+    from score_core.launch_train import launch_command, write_args
+
+    work = Path(run_dir) / "checkpoints"
+    work.mkdir(parents=True, exist_ok=True)
+    args_json, result_json = str(work / f".{name}.args.json"), str(work / f".{name}.result.json")
+    write_args(args_json, cfg, **args)
+    cmd = launch_command(args_json, result_json, cfg.train.num_processes, cfg.train.accelerate_config)
+    done = subprocess.run(cmd)
+    if done.returncode != 0 or not Path(result_json).is_file():
+        from .isolation import StepProcessDied
+
+        raise StepProcessDied(f"accelerate launch of {name} exited with {done.returncode}")
+    result = json.loads(Path(result_json).read_text())
+    for tmp in (args_json, result_json):
+        Path(tmp).unlink(missing_ok=True)
+    return result

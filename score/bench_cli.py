@@ -1,0 +1,140 @@
+"""`score bench rollout` and `score bench train`: ratios against a baseline run alongside.
+
+Hooked into `score bench` by `score.cli._optional_hooks`. Timings on a shared CPU are
+noisy: read the ratios, not the absolute numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from typing import Any
+
+ROLLOUT_HELP = """examples:
+  score bench rollout                                   # random debug model, 32 prompts, batch 32
+  score bench rollout --pretrain-steps 300              # a quickly pre-trained debug model (varied lengths)
+  score bench rollout --model models/smollm2-135m-instruct --max-new-tokens 48 --json
+"""
+TRAIN_HELP = """examples:
+  score bench train                                     # debug model, one Stage II step
+  score bench train --model models/smollm2-135m-instruct --episodes 16 --json
+"""
+
+
+def _debug_model(pretrain_steps: int, seed: int) -> tuple[Any, Any]:
+    import torch
+
+    from score_core.config import DebugBaseConfig
+    from score_core.debug_model import build_model, build_tokenizer, pretrain_debug_base
+    from score_core.models import load_model, load_tokenizer
+
+    cfg = DebugBaseConfig(seed=seed)
+    if pretrain_steps <= 0:
+        torch.manual_seed(seed)
+        tok = build_tokenizer()
+        return build_model(cfg, tok), tok
+    out = tempfile.mkdtemp(prefix="score-bench-base-")
+    pretrain_debug_base(cfg.model_copy(update={"steps": pretrain_steps, "corpus_size": 4000}), out)
+    return load_model(out), load_tokenizer(out)
+
+
+def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    import torch
+
+    from score_core.models import load_model, load_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model:
+        return load_model(args.model, dtype=args.dtype), load_tokenizer(args.model), args.model
+    model, tok = _debug_model(args.pretrain_steps, args.seed)
+    if args.dtype == "bfloat16":
+        import torch
+
+        model = model.to(torch.bfloat16)
+    name = f"debug ({'random' if args.pretrain_steps <= 0 else f'pre-trained {args.pretrain_steps} steps'})"
+    return model, tok, name
+
+
+def _problems(n: int, seed: int) -> list[Any]:
+    from score_core.synthetic import make_problems
+
+    return make_problems("synth_linear", n, seed, "eval")
+
+
+def cmd_bench_rollout(args: argparse.Namespace) -> int:
+    from score_core.bench_rollout import bench_rollout
+
+    model, tok, name = _model(args)
+    res = bench_rollout(model, tok, _problems(args.prompts, args.seed), batch_size=args.batch_size,
+                        max_new_tokens=args.max_new_tokens, repeats=args.repeats)
+    res = {"model": name, "dtype": args.dtype, "threads": __import__("torch").get_num_threads(), **res}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"model {name}, {res['prompts']} prompts × 2 turns, greedy, batch {res['batch_size']}, "
+              f"≤{res['max_new_tokens']} new tokens/turn, median of {res['repeats']}")
+        for m in ("naive", "hf_batched", "engine"):
+            if m in res:
+                r = res[m]
+                ratio = res.get(f"ratio_{m}_vs_naive", 1.0)
+                print(f"  {m:<11} {r['tokens']:>6} tokens {r['seconds']:8.2f} s {r['tokens_per_s']:9.1f} tok/s"
+                      f"  ×{ratio:.2f} vs naive")
+        print(f"  greedy outputs identical to naive: {res['identical']} "
+              f"({res['mismatched_rows_engine']} of {res['prompts']} rows differ)")
+    return 0 if res["identical"] else 1
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from score_core.bench_train import bench_train
+
+    model, tok, name = _model(args)
+    res = bench_train(model, tok, _problems(args.prompts, args.seed), k=args.k, max_new_tokens=args.max_new_tokens,
+                      token_budget=args.token_budget, bf16=args.bf16, repeats=args.repeats)
+    res = {"model": name, "threads": __import__("torch").get_num_threads(), **res}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"model {name}, one Stage II step on {res['episodes']} episodes ({res['tokens']} tokens), "
+              f"median of {res['repeats']}, autocast {res['autocast']}")
+        for m in ("plain", "trainer"):
+            r = res[m]
+            print(f"  {m:<8} {r['seconds']:8.3f} s/step {r['tokens_per_s']:9.1f} tok/s")
+        print(f"  trainer / plain tokens/s: ×{res['ratio_trainer_vs_plain']:.3f}; "
+              f"max |Δ param| between the two updates: {res['max_param_diff']:.2e}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="local HF model dir (default: the debug model)")
+    p.add_argument("--pretrain-steps", type=int, default=0,
+                   help="debug model only: pre-train this many steps first (0 = random weights)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--prompts", type=int, default=32, help="synth_linear problems (default 32)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=2, help="alternating repeats; the median is reported")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads (0: torch's default); 1 is steadier on a shared machine")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def add_bench_commands(bench_sub: Any) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    ro = bench_sub.add_parser("rollout", help="two-attempt rollout engine vs naive per-sample generate",
+                              description="Greedy two-attempt rollouts on the same prompts with naive "
+                              "per-sample generate, batched generate and the pipeline's engine; prints "
+                              "tokens/s, ratios and whether the greedy outputs are identical (exit 1 if not).",
+                              epilog=ROLLOUT_HELP, formatter_class=fmt)
+    _common(ro)
+    ro.add_argument("--batch-size", type=int, default=32)
+    ro.set_defaults(func=cmd_bench_rollout)
+    tr = bench_sub.add_parser("train", help="a Stage II step through the trainer vs a plain PyTorch loop",
+                              description="The same Stage II batch, one optimizer step through "
+                              "trainer.train_on_episodes and through a plain PyTorch loop; prints tokens/s "
+                              "and the ratio.", epilog=TRAIN_HELP, formatter_class=fmt)
+    _common(tr)
+    tr.add_argument("--k", type=int, default=4, help="samples per prompt")
+    tr.add_argument("--token-budget", type=int, default=4096, help="trainer micro-batch token budget")
+    tr.add_argument("--bf16", action="store_true", help="bf16 autocast in both loops")
+    tr.set_defaults(func=cmd_bench_train)

@@ -1,0 +1,119 @@
+"""Run one GPU-bound step in a fresh child process, so its accelerator memory is released
+when the step ends (required for vLLM; done on CPU too).
+
+Children are forked from a multiprocessing *forkserver* that imported torch, transformers
+and score_core once, so a step starts in well under a second instead of paying the imports
+again (≈ 10–30 s on a loaded 2-core machine). The forkserver itself never touches CUDA.
+
+The result comes back as a small JSON-able record over a pipe. A child whose parent died
+(`kill -9` of the pipeline) notices within a second and exits: nothing is left running
+that could race the resumed run. Outputs are written atomically by the step itself, so a
+killed child leaves at most a temporary file, which `ledger.clean_stale_temps` removes.
+"""
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import time
+import traceback
+from typing import Any, Optional
+
+PRELOAD = ["score_core.steps", "score_core.debug_model", "score_core.rollout", "score_core.trainer",
+           "transformers", "transformers.models.auto.modeling_auto",
+           "transformers.models.auto.tokenization_auto", "transformers.tokenization_utils_fast",
+           "transformers.generation.utils", "transformers.models.llama.modeling_llama", "accelerate"]
+_CTX: Optional[Any] = None
+_CTX_LOCK = threading.Lock()
+
+
+class StepProcessDied(RuntimeError):
+    """The step's child process exited without a result (killed, out of memory, segfault).
+    Infrastructure, not a bug in the step: worth a retry from the last checkpoint."""
+
+
+class StepFailed(RuntimeError):
+    """The step raised an exception that could not be sent back as itself."""
+
+
+def _context() -> Any:
+    global _CTX
+    with _CTX_LOCK:
+        if _CTX is None:
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            ctx = mp.get_context(method)
+            if method == "forkserver":
+                ctx.set_forkserver_preload(PRELOAD)
+            _CTX = ctx
+        return _CTX
+
+
+def warm_up() -> None:
+    """Start the forkserver and wait for its imports now rather than at the first step."""
+    run_in_child("tasks.isolation:noop", {})
+
+
+def noop() -> dict[str, Any]:
+    return {}
+
+
+def run_in_child(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Call `module:function(**kwargs)` in a fresh process and return its record."""
+    ctx = _context()
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(target, kwargs, send, os.getpid()),
+                       name=f"score-step:{target}")
+    proc.start()
+    send.close()
+    try:
+        ok, payload = recv.recv()
+    except EOFError:
+        ok, payload = None, None
+    finally:
+        recv.close()
+    proc.join()
+    if ok is None:
+        raise StepProcessDied(f"{target}: child process exited with code {proc.exitcode} and no result")
+    if ok:
+        return payload
+    raise _rebuild(payload)
+
+
+def _rebuild(payload: tuple[bytes, str]) -> BaseException:
+    pickled, text = payload
+    try:
+        exc = pickle.loads(pickled)
+    except Exception:
+        return StepFailed(text)
+    exc.__cause__ = StepFailed(f"in the step's child process:\n{text}")
+    return exc
+
+
+def _child_main(target: str, kwargs: dict[str, Any], send: Any, parent_pid: int) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    module, _, name = target.partition(":")
+    try:
+        result = getattr(importlib.import_module(module), name)(**kwargs)
+        send.send((True, result))
+    except BaseException as exc:  # sent back and re-raised in the parent
+        text = traceback.format_exc()
+        try:
+            pickled = pickle.dumps(exc)
+        except Exception:
+            pickled = b""
+        send.send((False, (pickled, text)))
+    finally:
+        send.close()
+
+
+def _exit_when_orphaned(parent_pid: int, period_s: float = 0.5) -> None:
+    while True:
+        time.sleep(period_s)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(137)
+        except PermissionError:  # pid reused by another user's process: parent is gone
+            os._exit(137)

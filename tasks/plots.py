@@ -1,0 +1,106 @@
+"""PNG plots of a run, saved in `<run_dir>/plots/` and linked from report.md.
+
+Plain matplotlib (Agg backend, no display). Each function takes small records or lists
+and one output path, writes the PNG atomically and returns its path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (7, 4)) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(nrows, ncols, figsize=size, constrained_layout=True)
+
+
+def _save(fig: Any, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return str(path)
+
+
+def eval_label(e: dict[str, Any]) -> str:
+    return "base" if e["stage"] == "base" else f"{e['stage']}\nit {e['iteration']}"
+
+
+def accuracy_plot(evals: Sequence[dict[str, Any]], path: Path) -> str:
+    """Accuracy@t1 and Accuracy@t2 (held-out, greedy) after every stage iteration."""
+    fig, ax = _figure()
+    x = range(len(evals))
+    ax.plot(x, [100 * e["accuracy_t1"] for e in evals], "o-", label="Accuracy@t1")
+    ax.plot(x, [100 * e["accuracy_t2"] for e in evals], "s-", label="Accuracy@t2")
+    ax.set_xticks(list(x), [eval_label(e) for e in evals])
+    ax.set_ylabel("% correct (held-out)")
+    ax.set_title("Accuracy at turn 1 and turn 2")
+    ax.legend()
+    return _save(fig, path)
+
+
+def flips_plot(evals: Sequence[dict[str, Any]], path: Path) -> str:
+    """Counts of problems flipped incorrect→correct and correct→incorrect between attempts."""
+    fig, ax = _figure()
+    x = list(range(len(evals)))
+    i2c = [round(e["delta_i_to_c"] * e["n"]) for e in evals]
+    c2i = [round(e["delta_c_to_i"] * e["n"]) for e in evals]
+    ax.bar([v - 0.2 for v in x], i2c, width=0.4, label="incorrect → correct", color="tab:green")
+    ax.bar([v + 0.2 for v in x], c2i, width=0.4, label="correct → incorrect", color="tab:red")
+    ax.set_xticks(x, [eval_label(e) for e in evals])
+    ax.set_ylabel("problems")
+    ax.set_title("Answer flips between attempt 1 and attempt 2")
+    ax.legend()
+    return _save(fig, path)
+
+
+def training_plot(trains: Sequence[dict[str, Any]], path: Path) -> str:
+    """Per-step mean rewards and per-token KL, concatenated over stage iterations."""
+    fig, (ax_r, ax_kl) = _figure(2, 1, size=(7, 6))
+    step0 = 0
+    for t in trains:
+        hist_path = Path(str(t["checkpoint"]) + ".history.json")
+        history = json.loads(hist_path.read_text()) if hist_path.is_file() else []
+        ok = [(step0 + i, h) for i, h in enumerate(history) if not h.get("nan_skipped")]
+        steps = [s for s, _ in ok]
+        label = f"{t['stage']} it{t['iteration']}"
+        ax_r.plot(steps, [h.get("reward1", float("nan")) for _, h in ok], "-", label=f"r1 {label}")
+        ax_r.plot(steps, [h.get("reward2", float("nan")) for _, h in ok], "--", label=f"r2 {label}")
+        ax_kl.plot(steps, [h.get("kl_t1", float("nan")) for _, h in ok], "-", label=f"KL y1 {label}")
+        ax_kl.plot(steps, [h.get("kl_t2", float("nan")) for _, h in ok], "--", label=f"KL y2 {label}")
+        step0 += len(history)
+    ax_r.set_ylabel("mean reward (train rollouts)")
+    ax_r.set_title("Training reward and KL to the reference, per optimizer step")
+    ax_kl.set_ylabel("per-token KL")
+    ax_kl.set_xlabel("optimizer step")
+    for ax in (ax_r, ax_kl):
+        ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)
+
+
+def edit_ratio_plot(ratios: dict[str, Sequence[float]], path: Path) -> str:
+    """Histogram of edit distance / total length between attempt 1 and attempt 2."""
+    fig, ax = _figure()
+    bins = [i / 20 for i in range(21)]
+    for label, values in ratios.items():
+        ax.hist(values, bins=bins, alpha=0.5, label=f"{label} (n={len(values)})")
+    ax.set_xlabel("edit distance ratio (0 = attempt 2 identical to attempt 1)")
+    ax.set_ylabel("episodes")
+    ax.set_title("How much the second attempt changes the first")
+    ax.legend()
+    return _save(fig, path)
