@@ -11,7 +11,8 @@ setup:
 demo: setup
 	$(VENV)/bin/score run $(CONFIG)
 
-test: setup
+test:
+	SCORE_WITH_BROWSER=1 bash scripts/setup.sh
 	bash scripts/run_tests.sh $(PYTEST_ARGS)
 
 clean:

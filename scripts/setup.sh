@@ -48,4 +48,7 @@ if [ "${1:-}" != "--no-docker" ] && [ "${SCORE_SKIP_DOCKER:-0}" != "1" ]; then
     PATH="$PWD/$VENV/bin:$PATH" scripts/ensure_sandbox_image.sh
   fi
 fi
+if [ "${SCORE_WITH_BROWSER:-0}" = "1" ]; then
+  bash scripts/ensure_chromium.sh   # the UI test drives a real headless Chromium
+fi
 log "ready"
