@@ -46,10 +46,10 @@ class DebugBaseConfig(_Strict):
     num_layers: int = Field(3, description="Transformer blocks.")
     num_heads: int = Field(4, description="Attention heads.")
     intermediate_size: int = Field(256, description="MLP width.")
-    steps: int = Field(800, ge=1, description="Pre-training optimizer steps.")
+    steps: int = Field(600, ge=1, description="Pre-training optimizer steps.")
     batch_size: int = Field(64, ge=1, description="Pre-training sequences per step.")
     lr: float = Field(3e-3, gt=0, description="Pre-training AdamW learning rate.")
-    corpus_size: int = Field(51200, ge=1, description="Synthetic pre-training traces (steps × batch = fresh data).")
+    corpus_size: int = Field(38400, ge=1, description="Synthetic pre-training traces (steps × batch = fresh data).")
     seed: int = Field(0, description="Seed for weights and corpus.")
     families: list[Literal["synth_linear", "synth_code"]] = Field(
         default_factory=lambda: ["synth_linear"], min_length=1,
