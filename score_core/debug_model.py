@@ -1,6 +1,7 @@
 """The debug-scale base model: a character-level tokenizer, a tiny from-scratch Llama, and
-its pre-training on the `synth_linear` family (see `synthetic.py` for why its errors are
-systematic), saved as an ordinary HF model directory.
+its pre-training on the synthetic families — `synth_linear`, optionally mixed with its code
+twin `synth_code` (see `synthetic.py` for why its errors are systematic) — saved as an
+ordinary HF model directory.
 
 Convention shared with the rollout (no chat template, no BOS):
 - x  = "Q:" + question + "\\nA:"                     (prompts.render_turn1)
@@ -20,14 +21,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from . import synthetic, synthetic_code
 from .config import DebugBaseConfig
 from .prompts import SYNTH_TURN2, render_turn1
-from .synthetic import sample_corpus_traces
+from .schema import Problem
 
 PAD, EOS, UNK, RETRY = "<pad>", "<eos>", "<unk>", "<retry>"
 CHARS = ["\n", "\t"] + [chr(i) for i in range(32, 127)]  # printable ASCII, one token each
@@ -63,16 +66,31 @@ def build_model(cfg: DebugBaseConfig, tokenizer: PreTrainedTokenizerFast) -> Lla
     return model
 
 
-def make_corpus(n: int, seed: int) -> list[str]:
+def corpus_traces(n: int, seed: int, families: Sequence[str] = ("synth_linear",)) -> list[tuple[Problem, str, str]]:
+    """n (problem, y1, y2) corpus traces, split equally between `families` (in that order)."""
+    traces = []
+    for i, family in enumerate(families):
+        n_family = n // len(families) + (i < n % len(families))
+        if family == "synth_linear":
+            traces += synthetic.sample_corpus_traces(n_family, seed)
+        elif family == "synth_code":
+            traces += synthetic_code.sample_corpus_traces(n_family, seed)
+        else:
+            raise ValueError(f"unknown corpus family {family!r}")
+    return traces
+
+
+def make_corpus(n: int, seed: int, families: Sequence[str] = ("synth_linear",)) -> list[str]:
     """n full two-turn traces: x + y1 + "\\n<retry>\\nA:" + y2 + "<eos>" (see module docstring)."""
     return [render_turn1(p, None) + y1 + SYNTH_TURN2 + y2 + EOS
-            for p, y1, y2 in sample_corpus_traces(n, seed)]
+            for p, y1, y2 in corpus_traces(n, seed, families)]
 
 
-def encode_corpus(n: int, seed: int, tokenizer: PreTrainedTokenizerFast) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_corpus(n: int, seed: int, tokenizer: PreTrainedTokenizerFast,
+                  families: Sequence[str] = ("synth_linear",)) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, labels), both (N, T), right-padded; labels are next-token targets with
     the prompt masked (-100) and `<eos>` as the target after y1 (module docstring)."""
-    traces = sample_corpus_traces(n, seed)
+    traces = corpus_traces(n, seed, families)
 
     def enc(texts: list[str]) -> list[list[int]]:
         return tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -124,7 +142,7 @@ def _save_atomically(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast
 
 
 def pretrain_debug_base(cfg: DebugBaseConfig, out_dir: str | os.PathLike, progress: bool = True) -> dict[str, float]:
-    """Pre-train the debug base model on `cfg.corpus_size` synthetic traces and save it.
+    """Pre-train the debug base model on `cfg.corpus_size` traces of `cfg.families` and save it.
 
     AdamW (β = 0.9, 0.95, weight decay 0.1), linear warm-up then cosine decay to 10% of
     `cfg.lr`, gradient clipping at 1.0, batches drawn by cycling shuffled passes over the
@@ -136,7 +154,7 @@ def pretrain_debug_base(cfg: DebugBaseConfig, out_dir: str | os.PathLike, progre
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = build_tokenizer()
     model = build_model(cfg, tokenizer).to(device)
-    input_ids, labels = encode_corpus(cfg.corpus_size, cfg.seed, tokenizer)
+    input_ids, labels = encode_corpus(cfg.corpus_size, cfg.seed, tokenizer, cfg.families)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, min(100, cfg.steps // 10))

@@ -30,7 +30,8 @@ CODE_TURN2 = (
 )
 # Debug-scale families use one reserved token each for x's framing and for p: a tiny
 # character-level model cannot afford the 300-character paper instruction. It is as
-# feedback-free as the paper's p: the same token follows every y1.
+# feedback-free as the paper's p: the same token follows every y1. The debug code family
+# (`synth_code`) uses the same framing without a chat template (`short_framing`).
 SYNTH_TURN1 = "Q:"
 SYNTH_ANSWER = "\nA:"
 SYNTH_TURN2 = "\n<retry>\nA:"
@@ -47,6 +48,12 @@ def turn2_instruction(problem: Problem) -> str:
     return {"math": MATH_TURN2, "code": CODE_TURN2, "synth": SYNTH_TURN2}[problem.kind]
 
 
+def short_framing(problem: Problem) -> bool:
+    """The debug families (`synth_*` sources, maths or code) use the short framing when
+    there is no chat template; real code and maths sets keep the paper's text."""
+    return problem.kind == "synth" or problem.source.startswith("synth_")
+
+
 def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
@@ -56,7 +63,7 @@ def render_turn1(problem: Problem, tokenizer: Any) -> str:
     if has_chat_template(tokenizer):
         return tokenizer.apply_chat_template(
             turn1_messages(problem), tokenize=False, add_generation_prompt=True)
-    if problem.kind == "synth":
+    if short_framing(problem):
         return f"{SYNTH_TURN1}{problem.question}{SYNTH_ANSWER}"
     return f"{turn1_messages(problem)[0]['content']}\n\n"
 
@@ -69,7 +76,7 @@ def render_turn2(problem: Problem, attempt1: str, tokenizer: Any) -> str:
             {"role": "user", "content": turn2_instruction(problem)},
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if problem.kind == "synth":
+    if short_framing(problem):
         return render_turn1(problem, tokenizer) + attempt1 + SYNTH_TURN2
     return render_turn1(problem, tokenizer) + attempt1 + "\n\n" + turn2_instruction(problem) + "\n\n"
 

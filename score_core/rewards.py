@@ -86,6 +86,8 @@ def grade_episodes(
             program = build_program(problem, text)
             if program is None:
                 graded[(i, turn)] = Reward(0.0, "no_code")
+                if progress:
+                    progress(1)
                 continue
             code_slots.append((i, turn))
             code_jobs.append(CodeJob(program, code_timeout_s, code_memory_mb))
@@ -94,6 +96,8 @@ def grade_episodes(
             raise RuntimeError("code problems need a sandbox code runner (score sandbox build)")
         for slot, result in zip(code_slots, code_runner.run_many(code_jobs)):
             graded[slot] = reward_from_code_status(result.status)
+        if progress:
+            progress(len(code_jobs))
     return [
         dataclasses.replace(
             ep,
