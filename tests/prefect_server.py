@@ -46,12 +46,10 @@ class PrefectServer:
     def post(self, path: str, body: Optional[dict] = None) -> Any:
         req = urllib.request.Request(self.api_url + path, data=json.dumps(body or {}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read() or b"null")
+        return _read_json(req)
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.api_url + path, timeout=30) as resp:
-            return json.loads(resp.read() or b"null")
+        return _read_json(urllib.request.Request(self.api_url + path))
 
     def flow_runs(self, deployment_id: str) -> list[dict]:
         return self.post("/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}})
@@ -67,6 +65,19 @@ class PrefectServer:
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.is_file() else ""
+
+
+def _read_json(req: urllib.request.Request, attempts: int = 3, timeout_s: float = 120) -> Any:
+    """One API call; a SQLite-backed server on a loaded 2-core machine can stall for tens of
+    seconds (artifact payloads carry inline PNGs), so time-outs are retried, not fatal."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return json.loads(resp.read() or b"null")
+        except TimeoutError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(2)
 
 
 def start_server(tmp: Path, timeout_s: float = 240) -> PrefectServer:
