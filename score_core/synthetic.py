@@ -72,7 +72,8 @@ def split_of(a: int, x: int, b: int) -> str:
 
 
 @lru_cache(maxsize=None)
-def _pool(split: str) -> tuple[tuple[int, int, int], ...]:
+def problem_pool(split: str) -> tuple[tuple[int, int, int], ...]:
+    """Every (a, x, b) of the fixed part of the problem space that belongs to `split`."""
     if split not in SPLIT_BUCKETS:
         raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLIT_BUCKETS)}")
     return tuple((a, x, b) for a in A_VALUES for x in X_VALUES for b in B_VALUES
@@ -127,7 +128,7 @@ def make_problems(source: str, n: int, seed: int, split: str) -> list[Problem]:
     """n distinct problems of `source` from `split`'s fixed part of the problem space."""
     if source not in SOURCES:
         raise ValueError(f"unknown synthetic source {source!r}; expected one of {SOURCES}")
-    pool = _pool(split)
+    pool = problem_pool(split)
     if not 0 < n <= len(pool):
         raise ValueError(f"{source}/{split}: n must be in 1..{len(pool)}, got {n}")
     rng = random.Random(f"{source}:{split}:{seed}")
@@ -144,7 +145,7 @@ def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25) -> list[tup
     Attempt 1 is the flawed solver's answer; attempt 2 checks it correctly, then copies it
     with probability 1 − p_perturb, else moves it by a random ±1/±2 (ignoring the check).
     """
-    pool = _pool("train")
+    pool = problem_pool("train")
     rng = random.Random(f"corpus:{seed}")
     traces = []
     for i in range(n):

@@ -37,24 +37,13 @@ from __future__ import annotations
 
 import random
 import re
-from functools import lru_cache
 
 from .schema import Problem
-from .synthetic import (
-    A_VALUES, B_VALUES, PERTURBATIONS, SPLIT_BUCKETS, X_VALUES, check_line, flawed_solve,
-    render_attempt1, split_of)
+from .synthetic import PERTURBATIONS, problem_pool, check_line, flawed_solve, render_attempt1
 
 SOURCE = "synth_code"
 _QUESTION_RE = re.compile(r"^(\d+)\*x\+(\d+)==(\d+)$")
 _ANSWER_LINE = re.compile(r"^x=-?\d+$")
-
-
-@lru_cache(maxsize=None)
-def _pool(split: str) -> tuple[tuple[int, int, int], ...]:
-    if split not in SPLIT_BUCKETS:
-        raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLIT_BUCKETS)}")
-    return tuple((a, x, b) for a in A_VALUES for x in X_VALUES for b in B_VALUES
-                 if split_of(a, x, b) == split)
 
 
 def question_text(a: int, x: int, b: int) -> str:
@@ -98,7 +87,7 @@ def _problem(problem_id: str, split: str, a: int, x: int, b: int) -> Problem:
 
 def make_problems(n: int, seed: int, split: str) -> list[Problem]:
     """n distinct problems from `split`'s fixed part of the (shared) problem space."""
-    pool = _pool(split)
+    pool = problem_pool(split)
     if not 0 < n <= len(pool):
         raise ValueError(f"{SOURCE}/{split}: n must be in 1..{len(pool)}, got {n}")
     rng = random.Random(f"{SOURCE}:{split}:{seed}")
@@ -112,7 +101,7 @@ def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25) -> list[tup
     Program 1 carries the flawed solver's answer; program 2 checks it correctly, then copies
     it with probability 1 − p_perturb, else moves it by a random ±1/±2 (ignoring the check).
     """
-    pool = _pool("train")
+    pool = problem_pool("train")
     rng = random.Random(f"{SOURCE}:corpus:{seed}")
     traces = []
     for i in range(n):
