@@ -84,11 +84,12 @@ def question_text(a: int, x: int, b: int) -> str:
     return f"{a}*x+{b}={a * x + b}"
 
 
-def parse_question(question: str) -> tuple[int, int, int]:
-    """(a, b, c) of a `a*x+b=c` question."""
-    m = _QUESTION_RE.match(question.strip())
+def parse_question(question: str, pattern: re.Pattern = _QUESTION_RE,
+                   family: str = "synth_linear") -> tuple[int, int, int]:
+    """(a, b, c) of a `a*x+b=c` question (another family passes its own `pattern`)."""
+    m = pattern.match(question.strip())
     if not m:
-        raise ValueError(f"not a synth_linear question: {question!r}")
+        raise ValueError(f"not a {family} question: {question!r}")
     a, b, c = (int(g) for g in m.groups())
     return a, b, c
 

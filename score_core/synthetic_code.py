@@ -39,6 +39,7 @@ import random
 import re
 
 from .schema import Problem
+from . import synthetic
 from .synthetic import PERTURBATIONS, problem_pool, check_line, flawed_solve, render_attempt1
 
 SOURCE = "synth_code"
@@ -52,11 +53,7 @@ def question_text(a: int, x: int, b: int) -> str:
 
 def parse_question(question: str) -> tuple[int, int, int]:
     """(a, b, c) of a `a*x+b==c` question."""
-    m = _QUESTION_RE.match(question.strip())
-    if not m:
-        raise ValueError(f"not a synth_code question: {question!r}")
-    a, b, c = (int(g) for g in m.groups())
-    return a, b, c
+    return synthetic.parse_question(question, _QUESTION_RE, SOURCE)
 
 
 def hidden_tests(a: int, b: int, c: int) -> str:
