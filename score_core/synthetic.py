@@ -140,23 +140,30 @@ def make_problems(source: str, n: int, seed: int, split: str) -> list[Problem]:
     ]
 
 
+def sample_answer_pairs(n: int, rng: random.Random, p_perturb: float = 0.25
+                        ) -> list[tuple[int, int, int, int, int, int]]:
+    """n corpus draws (a, x, b, c, y1, y2) from train problems: y1 from the flawed solver;
+    y2 copies y1 with probability 1 − p_perturb, else moves it by ±1/±2 (ignoring the check)."""
+    pool = problem_pool("train")
+    draws = []
+    for _ in range(n):
+        a, x, b = pool[rng.randrange(len(pool))]
+        y1 = y2 = flawed_solve(a, x, b)
+        if rng.random() < p_perturb:
+            d = rng.choice(PERTURBATIONS)
+            y2 = y1 + d if y1 + d >= 0 else y1 - d
+        draws.append((a, x, b, a * x + b, y1, y2))
+    return draws
+
+
 def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25) -> list[tuple[Problem, str, str]]:
     """n pre-training traces (problem, attempt 1, attempt 2) on train-split problems.
 
     Attempt 1 is the flawed solver's answer; attempt 2 checks it correctly, then copies it
-    with probability 1 − p_perturb, else moves it by a random ±1/±2 (ignoring the check).
+    or perturbs it (`sample_answer_pairs`).
     """
-    pool = problem_pool("train")
-    rng = random.Random(f"corpus:{seed}")
     traces = []
-    for i in range(n):
-        a, x, b = pool[rng.randrange(len(pool))]
-        c = a * x + b
-        y1 = flawed_solve(a, x, b)
-        y2 = y1
-        if rng.random() < p_perturb:
-            d = rng.choice(PERTURBATIONS)
-            y2 = y1 + d if y1 + d >= 0 else y1 - d
+    for i, (a, x, b, c, y1, y2) in enumerate(sample_answer_pairs(n, random.Random(f"corpus:{seed}"), p_perturb)):
         problem = Problem(problem_id=f"synth_linear/corpus/{i}", source="synth_linear",
                           split="train", kind="synth", question=question_text(a, x, b),
                           answer=str(x))

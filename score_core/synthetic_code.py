@@ -40,7 +40,7 @@ import re
 
 from .schema import Problem
 from . import synthetic
-from .synthetic import PERTURBATIONS, problem_pool, check_line, flawed_solve, render_attempt1
+from .synthetic import problem_pool, check_line, flawed_solve, render_attempt1
 
 SOURCE = "synth_code"
 _QUESTION_RE = re.compile(r"^(\d+)\*x\+(\d+)==(\d+)$")
@@ -98,17 +98,7 @@ def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25) -> list[tup
     Program 1 carries the flawed solver's answer; program 2 checks it correctly, then copies
     it with probability 1 − p_perturb, else moves it by a random ±1/±2 (ignoring the check).
     """
-    pool = problem_pool("train")
-    rng = random.Random(f"{SOURCE}:corpus:{seed}")
-    traces = []
-    for i in range(n):
-        a, x, b = pool[rng.randrange(len(pool))]
-        c = a * x + b
-        y1 = flawed_solve(a, x, b)
-        y2 = y1
-        if rng.random() < p_perturb:
-            d = rng.choice(PERTURBATIONS)
-            y2 = y1 + d if y1 + d >= 0 else y1 - d
-        traces.append((_problem(f"{SOURCE}/corpus/{i}", "train", a, x, b),
-                       render_program1(a, b, c, y1), render_program2(a, b, c, y1, y2)))
-    return traces
+    draws = synthetic.sample_answer_pairs(n, random.Random(f"{SOURCE}:corpus:{seed}"), p_perturb)
+    return [(_problem(f"{SOURCE}/corpus/{i}", "train", a, x, b),
+             render_program1(a, b, c, y1), render_program2(a, b, c, y1, y2))
+            for i, (a, x, b, c, y1, y2) in enumerate(draws)]
