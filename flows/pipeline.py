@@ -19,6 +19,7 @@ from typing import Any, Optional
 from prefect import flow
 
 from score_core.config import RunConfig, load_config
+from score_core.methods import method_plan
 from score_core.schema import atomic_write_text
 from tasks.concurrency import ensure_limits
 from tasks.ledger import run_dir_lock
@@ -29,7 +30,8 @@ from tasks.steps import configured
 @flow(name="score_pipeline", log_prints=True)
 def score_pipeline(config_path: str, overrides: Optional[dict[str, Any]] = None,
                    run_dir: Optional[str] = None) -> dict[str, Any]:
-    """Train a model to self-correct with SCoRe and evaluate it after every stage iteration.
+    """Train a model to self-correct with SCoRe (or the baseline/ablation `method` of the
+    config: score_core/methods.py) and evaluate it after every training iteration.
 
     `run_dir` may contain `{flow_run_name}` or `{scheduled}` (the run's scheduled start,
     UTC, YYYYmmdd-HHMMSS), so each scheduled deployment run gets its own directory."""
@@ -51,19 +53,25 @@ def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
 
     data = t.prepare_data(cfg, run)
     base_dir = cfg.model.path or t.pretrain_debug_base(cfg, run)
-    evals = [evaluate(base_dir, "base", 0)]
+    plan = method_plan(cfg.method, cfg.train.schedule, cfg.train.alpha)
+    evals = [evaluate(base_dir, "base", 0)] if cfg.eval.base or not plan else []
     trains: list[dict[str, Any]] = []
     rollouts: list[dict[str, Any]] = []
     policy_dir = base_dir
-    schedule = cfg.train.schedule
-    for it, stage in enumerate(schedule, start=1):
-        traces = t.rollout(cfg, run, policy_dir, data["train_path"], stage, it)
+    for it, step_plan in enumerate(plan, start=1):
+        stage = step_plan.name
+        sampler = base_dir if step_plan.rollout_from_base else policy_dir
+        traces = t.rollout(cfg, run, sampler, data["train_path"], stage, it)
         graded = t.grade(cfg, run, traces, data["train_path"])
         rollouts.append({"stage": stage, "iteration": it, **graded})
-        step = t.train(cfg, run, policy_dir, base_dir, graded["path"], data["train_path"], stage, it)
+        examples = graded["path"]
+        if step_plan.sft_data:
+            examples = t.sft_data(cfg, run, graded["path"], step_plan.sft_data, it)["path"]
+        step = t.train(cfg, run, policy_dir, base_dir, examples, data["train_path"], stage, it,
+                       kind=step_plan.kind, alpha=step_plan.alpha)
         trains.append({"stage": stage, "iteration": it, **step})
         policy_dir = step["checkpoint"]
-        if cfg.eval.every_iteration or it == len(schedule):
+        if cfg.eval.every_iteration or it == len(plan):
             evals.append(evaluate(policy_dir, stage, it))
     report = write_report(run, cfg.name, config_path, evals, trains, data, rollouts)
     return {"run_dir": run, "evals": evals, "train": trains, "rollouts": rollouts, **report}

@@ -133,6 +133,9 @@ def _optional_hooks(sub: Any, bench_sub: Any) -> None:
 
     add_speed_benches(bench_sub)
     add_eval_command(sub)
+    from score.ablate_cli import add_commands as add_ablate_command
+
+    add_ablate_command(sub)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

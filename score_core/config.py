@@ -11,6 +11,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .methods import Method
+
 Source = Literal[
     "math",  # MATH (Hendrycks) JSONL/Parquet with problem/solution/answer (PRM800K 12k, MATH500)
     "gsm8k",  # GSM8K JSONL with question/answer ("#### n")
@@ -108,6 +110,8 @@ class TrainConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    base: bool = Field(True, description="Evaluate the starting model before training (`score ablate` "
+                       "turns this off for trained methods: the `base` cell evaluates it once).")
     every_iteration: bool = Field(True, description="Evaluate after every stage iteration (else only at the end).")
     max_new_tokens: int = Field(64, ge=1, description="Token limit per attempt at evaluation (greedy).")
     batch_size: int = Field(128, ge=1, description="Sequences per generate call at evaluation.")
@@ -133,6 +137,9 @@ class OrchestrationConfig(_Strict):
         "process", description="'process': pre-training, rollout and training each run in a fresh "
         "child process (forkserver) so accelerator memory is released between steps; 'inline': in "
         "the flow's process (debugging).")
+    torch_threads: Optional[int] = Field(
+        None, ge=1, description="torch intra-op threads of each step's child process (None: torch's "
+        "default, all cores). `score ablate` sets 1 when it runs cells side by side on a CPU.")
     gpu_slots: int = Field(1, ge=1, description="Prefect global concurrency slots for GPU-bound steps "
                            "(pre-training, rollout, training), shared by every run on one Prefect server.")
     grading_slots: int = Field(2, ge=1, description="Prefect global concurrency slots for grading tasks "
@@ -152,7 +159,10 @@ class OrchestrationConfig(_Strict):
 class RunConfig(_Strict):
     name: str = Field("score", description="Run name; also the default run directory name.")
     run_dir: Optional[str] = Field(None, description="Where everything is written. Default runs/<name>.")
-    method: Literal["score"] = Field("score", description="Training method.")
+    method: Method = Field(
+        "score", description="What to train: score, or a baseline/ablation of the paper "
+        "(base, self_refine, star, pair_sft, single_turn_rl, multi_turn_rl, no_stage1, no_shaping); "
+        "see score_core/methods.py. Every trained method gets len(train.schedule) iterations.")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

@@ -4,7 +4,9 @@ Over rows where both rewards are known (r1, r2 not None):
   Accuracy@t1 = mean r1, Accuracy@t2 = mean r2, Δ(t1,t2) = Acc@t2 − Acc@t1,
   Δi→c = frac(r1 = 0, r2 = 1), Δc→i = frac(r1 = 1, r2 = 0), so Δ = Δi→c − Δc→i.
 Rows with an unknown reward are counted in `n_unscored`, never as wrong.
-Collapse detector: `unchanged_rate` (y2 == y1 after whitespace normalisation) and the
+Collapse detector: `unchanged_rate` (y2 == y1 after whitespace normalisation), the
+`unchanged_answer_rate` (y2 commits to the same final answer as y1, when answers are
+given — for formats where y2 restates or checks y1 before answering) and the
 edit-distance ratio between attempts (edit distance / total length of both).
 """
 from __future__ import annotations
@@ -45,8 +47,10 @@ def self_correction_metrics(
     y1: Optional[Sequence[str]] = None,
     y2: Optional[Sequence[str]] = None,
     max_edit_chars: int = 4000,
+    answers: Optional[Sequence[tuple[Optional[str], Optional[str]]]] = None,
 ) -> dict[str, float]:
-    """The five paper metrics plus the collapse detector, as a flat dict."""
+    """The five paper metrics plus the collapse detector, as a flat dict.
+    answers: per row, the final answers (a1, a2) of both attempts (None: no answer)."""
     if len(r1) != len(r2):
         raise ValueError(f"r1 has {len(r1)} rows, r2 has {len(r2)}")
     known = [i for i in range(len(r1)) if r1[i] is not None and r2[i] is not None]
@@ -67,6 +71,9 @@ def self_correction_metrics(
             sum(normalise_ws(y1[i]) == normalise_ws(y2[i]) for i in rows) / len(rows) if rows else math.nan)
         ratios = [edit_distance_ratio(y1[i][:max_edit_chars], y2[i][:max_edit_chars]) for i in rows]
         out["edit_distance_ratio"] = sum(ratios) / len(ratios) if ratios else math.nan
+    if answers is not None:
+        out["unchanged_answer_rate"] = (
+            sum(answers[i][0] is not None and answers[i][0] == answers[i][1] for i in known) / n if n else math.nan)
     return out
 
 

@@ -60,6 +60,27 @@ def grade_text(problem: Problem, response: str, math_timeout_s: float = 5.0) -> 
     raise ValueError(f"grade_text cannot grade kind {problem.kind!r}")
 
 
+def final_answer(problem: Problem, response: str) -> Optional[str]:
+    """The answer a response commits to, for the unchanged-answer rate (collapse detector):
+    the last `x=<int>` (synthetic families), the extracted maths answer, or the program
+    with whitespace normalised (code). None when there is none."""
+    if problem.source.startswith("synth_"):
+        from .synthetic import extract_answer as synth_answer
+
+        got = synth_answer(response)
+        return None if got is None else str(got)
+    if problem.kind == "math":
+        from .grading import extract_answer as math_answer, normalize_answer
+
+        got = math_answer(response)
+        return None if got is None else normalize_answer(got)
+    from .code_tasks import solution_code
+    from .metrics import normalise_ws
+
+    code = solution_code(response, problem.question)
+    return None if code is None else normalise_ws(code)
+
+
 def grade_episodes(
     episodes: Sequence[Episode],
     problems: dict[str, Problem],

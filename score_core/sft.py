@@ -35,6 +35,14 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -per_example.mean()
 
 
+def weighted_sft_loss(logp: torch.Tensor, mask_1: torch.Tensor, mask_2: torch.Tensor,
+                      w_1: torch.Tensor, w_2: torch.Tensor) -> torch.Tensor:
+    """`sft_loss` over the tokens of attempt 1 (weight w_1 ∈ {0, 1} per example) and
+    attempt 2 (w_2). logp, mask_i: (B, T−1); w_i: (B,)."""
+    mask = w_1.unsqueeze(1) * mask_1 + w_2.unsqueeze(1) * mask_2  # (B, T−1)
+    return sft_loss(logp, mask)
+
+
 def star_examples(episodes: Sequence[Episode], include_correct_to_correct: bool = True) -> list[Episode]:
     """STaR's D⁺: traces whose y2 is correct (optionally only incorrect→correct ones)."""
     keep = []

@@ -87,20 +87,45 @@ def grade_step(
                                 code_timeout_s=code_timeout_s, code_memory_mb=code_memory_mb,
                                 progress=pb.update)
     write_episodes(graded, out_path)
-    return {"path": out_path, **metrics_of_traces(out_path)}
+    return {"path": out_path, **metrics_of_traces(out_path, problems)}
 
 
-def metrics_of_traces(traces_path: str) -> dict[str, float]:
+def metrics_of_traces(traces_path: str, problems: Optional[dict[str, Any]] = None) -> dict[str, float]:
+    """Paper metrics + collapse detector of a graded trace file (`problems`: id → Problem,
+    needed for the unchanged-answer rate)."""
+    from .rewards import final_answer
+
     eps = read_episodes(traces_path)
+    answers = None
+    if problems is not None:
+        answers = [(final_answer(problems[e.problem_id], e.attempt1), final_answer(problems[e.problem_id], e.attempt2))
+                   for e in eps]
     return self_correction_metrics([e.reward1 for e in eps], [e.reward2 for e in eps],
-                                   [e.attempt1 for e in eps], [e.attempt2 for e in eps])
+                                   [e.attempt1 for e in eps], [e.attempt2 for e in eps], answers=answers)
+
+
+def sft_examples_step(traces_path: str, out_path: str, data: str, seed: int) -> dict[str, Any]:
+    """Filter graded rollouts into SFT examples: STaR's D⁺ ("star") or Pair-SFT pairs ("pair")."""
+    from .sft import pair_sft_examples, star_examples
+
+    episodes = read_episodes(traces_path)
+    if data == "star":
+        examples = star_examples(episodes, include_correct_to_correct=True)
+    elif data == "pair":
+        examples = pair_sft_examples(episodes, seed=seed)
+    else:
+        raise ValueError(f"unknown SFT data {data!r}; expected 'star' or 'pair'")
+    write_episodes(examples, out_path)
+    return {"path": out_path, "examples": len(examples), "from_episodes": len(episodes)}
 
 
 def train_step(
     cfg: RunConfig, policy_dir: str, base_dir: str, traces_path: str, problems_path: str,
-    stage: str, out_dir: str, iteration: int,
+    stage: str, out_dir: str, iteration: int, alpha: Optional[float] = None,
 ) -> dict[str, Any]:
-    """One stage iteration of training; saves a checkpoint (+ optimizer state) atomically."""
+    """One iteration of training (`stage` is a `methods.Kind`; `alpha` overrides
+    train.alpha, e.g. 0 for the no-shaping ablations); saves a checkpoint (+ optimizer
+    state) atomically."""
     from accelerate import Accelerator
 
     torch.manual_seed(cfg.train.seed + iteration)
@@ -116,7 +141,7 @@ def train_step(
         ref_model.to(accelerator.device)
     episodes = read_episodes(traces_path)
     problems = {p.problem_id: p for p in read_problems(problems_path)}
-    hp = _hyper(cfg, iteration)
+    hp = _hyper(cfg, iteration, alpha)
     with bar(total=cfg.steps_per_iteration, desc=f"train {stage} it{iteration}") as pb:
         history = train_on_episodes(policy, ref_model, tokenizer, optimizer, accelerator, episodes,
                                     problems, stage, hp, progress=pb.update)  # type: ignore[arg-type]
@@ -131,12 +156,13 @@ def train_step(
     return {"checkpoint": out_dir, **_summarise(history)}
 
 
-def _hyper(cfg: RunConfig, iteration: int) -> Hyper:
+def _hyper(cfg: RunConfig, iteration: int, alpha: Optional[float] = None) -> Hyper:
     t = cfg.train
-    return Hyper(lr=t.lr, alpha=t.alpha, beta1=t.beta1, beta2=t.beta2,
+    return Hyper(lr=t.lr, alpha=t.alpha if alpha is None else alpha, beta1=t.beta1, beta2=t.beta2,
                  minibatch_prompts=t.minibatch_prompts, micro_batch_episodes=t.micro_batch_episodes,
                  epochs=t.epochs_per_iteration, max_grad_norm=t.max_grad_norm,
-                 kl_estimator=t.kl_estimator, seed=t.seed + iteration, micro_batch_tokens=t.micro_batch_tokens)
+                 kl_estimator=t.kl_estimator, seed=t.seed + iteration, micro_batch_tokens=t.micro_batch_tokens,
+                 sft_steps=cfg.steps_per_iteration, sft_batch=t.minibatch_prompts * cfg.rollout.k)
 
 
 def _generation_eos(model_dir: str) -> set[int]:

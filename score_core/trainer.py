@@ -24,8 +24,9 @@ import torch
 from .losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
 from .rollout import episode_token_layout, prompt_ids
 from .schema import Episode, Problem
+from .sft import weighted_sft_loss
 
-Stage = Literal["stage1", "stage2"]
+Stage = Literal["stage1", "stage2", "single_turn", "sft_both", "sft_turn2"]  # methods.Kind
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Hyper:
     kl_estimator: Literal["full", "k3"] = "full"
     seed: int = 0
     micro_batch_tokens: Optional[int] = None  # and at most this many padded tokens (None: no limit)
+    sft_steps: int = 0  # SFT stages: optimizer steps per iteration (= the RL steps: equal budgets)
+    sft_batch: int = 0  # SFT stages: examples per step (= minibatch_prompts × k)
 
 
 def episode_advantages(
@@ -53,6 +56,7 @@ def episode_advantages(
     Returns (groups, adv_1, adv_2): groups[p] are episode indices of prompt p; adv_i are
     (N,) tensors indexed like `episodes`. Stage I: reward only on y2, adv_1 = 0.
     Stage II: r̂1 = r1, r̂2 = r2 + α(r2 − r1); an unknown r1 makes r̂2 unknown too.
+    single_turn (the single-turn RL baseline): reward only on y1, adv_2 = 0.
     """
     by_prompt: dict[str, list[int]] = defaultdict(list)
     for i, ep in enumerate(episodes):
@@ -71,10 +75,15 @@ def episode_advantages(
     if stage == "stage1":
         a1 = torch.zeros_like(r1)
         a2 = rloo_advantages(r2, v2)
-    else:
+    elif stage == "single_turn":
+        a1 = rloo_advantages(r1, v1)
+        a2 = torch.zeros_like(r2)
+    elif stage == "stage2":
         hat1, hat2 = shaped_rewards(r1, r2, alpha)
         a1 = rloo_advantages(hat1, v1)
         a2 = rloo_advantages(hat2, v1 & v2)
+    else:
+        raise ValueError(f"no policy-gradient advantages for stage {stage!r}")
     adv_1, adv_2 = torch.zeros(len(episodes)), torch.zeros(len(episodes))
     for p, g in enumerate(groups):
         for s, i in enumerate(g):
@@ -151,8 +160,13 @@ def micro_step(
     policy: Any, ref_model: Optional[Any], batch: dict[str, torch.Tensor],
     adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one micro-batch (a mean over its episodes; not yet scaled for accumulation)."""
+    """Loss of one micro-batch (a mean over its episodes; not yet scaled for accumulation).
+    SFT stages read adv_1/adv_2 as per-episode weights (0 or 1) of each attempt's tokens."""
     logits = _forward_logits(policy, batch)  # (B, T, V)
+    if stage in ("sft_both", "sft_turn2"):
+        logp = token_logprobs(logits, batch["input_ids"])  # (B, T−1)
+        loss = weighted_sft_loss(logp, batch["mask_1"], batch["mask_2"], adv_1, adv_2)
+        return loss, {"loss": float(loss.detach()), "pg_loss": float(loss.detach()), "kl_t1": 0.0, "kl_t2": 0.0}
     ref_logits = _ref_logits(policy, ref_model, batch)  # (B, T, V)
     logp = token_logprobs(logits, batch["input_ids"])  # (B, T−1)
     kl = token_kl(logits, ref_logits, batch["input_ids"], hp.kl_estimator)  # (B, T−1)
@@ -179,25 +193,62 @@ def train_on_episodes(
     normalised by the *global* minibatch size, so the all-reduced (averaged) gradient
     equals the one-process gradient of the whole minibatch.
     """
-    groups, adv_1, adv_2 = episode_advantages(episodes, stage, hp.alpha)
+    if stage in ("sft_both", "sft_turn2"):
+        adv_1, adv_2 = sft_weights(len(episodes), stage)
+        minibatches = sft_minibatches(len(episodes), hp.sft_steps, hp.sft_batch, random.Random(hp.seed))
+    else:
+        groups, adv_1, adv_2 = episode_advantages(episodes, stage, hp.alpha)
+        minibatches = rl_minibatches(groups, hp.minibatch_prompts, hp.epochs, random.Random(hp.seed))
     prompts = {pid: prompt_ids(tokenizer, problems[pid]) for pid in {ep.problem_id for ep in episodes}}
     layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep, prompts[ep.problem_id]) for ep in episodes]
-    rng = random.Random(hp.seed)
     history: list[dict[str, float]] = []
     policy.train()
-    for _epoch in range(hp.epochs):
+    for idx in minibatches:
+        stats = _optimizer_step(policy, ref_model, optimizer, accelerator, [layouts[i] for i in idx],
+                                _pad_id(tokenizer), adv_1[idx], adv_2[idx], stage, hp)
+        stats["reward1"] = _mean([episodes[i].reward1 for i in idx])
+        stats["reward2"] = _mean([episodes[i].reward2 for i in idx])
+        history.append(stats)
+        if progress:
+            progress(1)
+    return history
+
+
+def rl_minibatches(groups: list[list[int]], minibatch_prompts: int, epochs: int,
+                   rng: random.Random) -> list[list[int]]:
+    """Episode indices per optimizer step: each epoch shuffles the prompt groups and takes
+    `minibatch_prompts` prompts (all k samples of each) per step."""
+    out = []
+    for _epoch in range(epochs):
         order = groups[:]
         rng.shuffle(order)
-        for start in range(0, len(order), hp.minibatch_prompts):
-            idx = [i for g in order[start : start + hp.minibatch_prompts] for i in g]
-            stats = _optimizer_step(policy, ref_model, optimizer, accelerator, [layouts[i] for i in idx],
-                                    _pad_id(tokenizer), adv_1[idx], adv_2[idx], stage, hp)
-            stats["reward1"] = _mean([episodes[i].reward1 for i in idx])
-            stats["reward2"] = _mean([episodes[i].reward2 for i in idx])
-            history.append(stats)
-            if progress:
-                progress(1)
-    return history
+        for start in range(0, len(order), minibatch_prompts):
+            out.append([i for g in order[start : start + minibatch_prompts] for i in g])
+    return out
+
+
+def sft_minibatches(n: int, steps: int, batch: int, rng: random.Random) -> list[list[int]]:
+    """`steps` minibatches of `batch` examples (fewer if n < batch), cycling through
+    shuffled passes over n examples, so SFT takes as many steps as RL whatever D⁺'s size."""
+    if n == 0:
+        return []
+    out, order = [], []
+    for _ in range(steps):
+        take = []
+        while len(take) < min(batch, n):
+            if not order:
+                order = list(range(n))
+                rng.shuffle(order)
+            take.append(order.pop())
+        out.append(take)
+    return out
+
+
+def sft_weights(n: int, stage: Stage) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example weights of attempt 1's and attempt 2's tokens: STaR imitates whole
+    traces (1, 1); Pair-SFT only the second turn (0, 1)."""
+    w_2 = torch.ones(n)
+    return (torch.ones(n) if stage == "sft_both" else torch.zeros(n)), w_2
 
 
 def _optimizer_step(

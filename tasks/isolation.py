@@ -59,11 +59,12 @@ def noop() -> dict[str, Any]:
     return {}
 
 
-def run_in_child(target: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Call `module:function(**kwargs)` in a fresh process and return its record."""
+def run_in_child(target: str, kwargs: dict[str, Any], threads: Optional[int] = None) -> dict[str, Any]:
+    """Call `module:function(**kwargs)` in a fresh process and return its record.
+    `threads`: torch intra-op threads in the child (None: torch's default)."""
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(target, kwargs, send, os.getpid()),
+    proc = ctx.Process(target=_child_main, args=(target, kwargs, send, os.getpid(), threads),
                        name=f"score-step:{target}")
     proc.start()
     send.close()
@@ -91,10 +92,15 @@ def _rebuild(payload: tuple[bytes, str]) -> BaseException:
     return exc
 
 
-def _child_main(target: str, kwargs: dict[str, Any], send: Any, parent_pid: int) -> None:
+def _child_main(target: str, kwargs: dict[str, Any], send: Any, parent_pid: int,
+                threads: Optional[int] = None) -> None:
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     module, _, name = target.partition(":")
     try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         result = getattr(importlib.import_module(module), name)(**kwargs)
         send.send((True, result))
     except BaseException as exc:  # sent back and re-raised in the parent

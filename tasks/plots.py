@@ -104,3 +104,28 @@ def edit_ratio_plot(ratios: dict[str, Sequence[float]], path: Path) -> str:
     ax.set_title("How much the second attempt changes the first")
     ax.legend()
     return _save(fig, path)
+
+
+def plot_ablation(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Acc@t2 and Δ(t1,t2) per method (bars: mean over seeds, whiskers: 95% interval),
+    one group of bars per base model."""
+    import math
+
+    bases = list(dict.fromkeys(r["base"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = _figure(1, 2, size=(12, 4.5))
+    width = 0.8 / max(len(bases), 1)
+    for ax, key, title in ((axes[0], "accuracy_t2", "Accuracy@t2 (%)"), (axes[1], "delta_t1_t2", "Δ(t1,t2) (points)")):
+        for b, base in enumerate(bases):
+            by = {r["method"]: r for r in rows if r["base"] == base}
+            xs = [i + (b - (len(bases) - 1) / 2) * width for i in range(len(methods))]
+            means = [100 * by[m][key][0] if m in by else math.nan for m in methods]
+            errs = [0.0 if m not in by or math.isnan(by[m][key][1]) else 100 * by[m][key][1] for m in methods]
+            ax.bar(xs, means, width, yerr=errs, capsize=3, label=base)
+        ax.set_xticks(range(len(methods)))
+        ax.set_xticklabels(methods, rotation=35, ha="right")
+        ax.set_title(title)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return Path(_save(fig, Path(path)))

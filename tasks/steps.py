@@ -36,7 +36,7 @@ def _log(msg: str) -> None:
 def _call(run_cfg: RunConfig, target: str, /, **kwargs: Any) -> dict[str, Any]:
     """Run `score_core` step `target` ("module:function") in a child process, or inline."""
     if run_cfg.orchestration.isolate_steps == "process":
-        return run_in_child(target, kwargs)
+        return run_in_child(target, kwargs, threads=run_cfg.orchestration.torch_threads)
     import importlib
 
     module, _, name = target.partition(":")
@@ -68,6 +68,7 @@ def configured(cfg: RunConfig) -> SimpleNamespace:
         rollout=rollout.with_options(**opts(o.step_retries)),
         grade=grade.with_options(**opts(o.io_retries)),
         train=train.with_options(**opts(o.step_retries)),
+        sft_data=sft_data.with_options(**opts(o.io_retries)),
     )
 
 
@@ -170,13 +171,17 @@ def _code_runner(cfg: RunConfig, problems_path: str) -> Optional[Any]:
 
 @task(name="train", tags=["gpu"])
 def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_path: str,
-          problems_path: str, stage: str, iteration: int) -> dict[str, Any]:
-    """One SCoRe stage iteration (Stage I or Stage II) → a save_pretrained checkpoint.
-    Starts from `policy_dir`, the last complete checkpoint (weights + Adam state)."""
+          problems_path: str, stage: str, iteration: int, kind: Optional[str] = None,
+          alpha: Optional[float] = None) -> dict[str, Any]:
+    """One training iteration → a save_pretrained checkpoint. `stage` names it (stage1,
+    stage2, single_turn, star, pair_sft); `kind` is the objective (`methods.Kind`, default:
+    `stage`); `alpha` overrides train.alpha. Starts from `policy_dir`, the last complete
+    checkpoint (weights + Adam state)."""
     out_dir = str(Path(run_dir) / "checkpoints" / f"it{iteration:03d}_{stage}")
 
     args = dict(policy_dir=policy_dir, base_dir=base_dir, traces_path=traces_path,
-                problems_path=problems_path, stage=stage, out_dir=out_dir, iteration=iteration)
+                problems_path=problems_path, stage=kind or stage, out_dir=out_dir, iteration=iteration,
+                alpha=alpha)
 
     def run() -> dict[str, Any]:
         with slot("gpu", cfg):
@@ -187,6 +192,18 @@ def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_p
     out = once(run_dir, f"train/{stage}/it{iteration:03d}", run)
     _log(f"train {stage} it{iteration}: loss {out.get('train/loss', float('nan')):.4f} "
          f"reward2 {out.get('train/reward2', float('nan')):.3f}")
+    return out
+
+
+@task(name="sft-data", tags=["io"])
+def sft_data(cfg: RunConfig, run_dir: str, graded_path: str, data: str, iteration: int) -> dict[str, Any]:
+    """STaR's D⁺ or Pair-SFT pairs from one iteration's graded rollouts (a Parquet file)."""
+    from score_core import steps
+
+    out_path = graded_path.replace(".parquet", f"_{data}.parquet")
+    out = once(run_dir, f"sft_data/{data}/it{iteration:03d}",
+               lambda: steps.sft_examples_step(graded_path, out_path, data, cfg.train.seed + iteration))
+    _log(f"sft data ({data}) it{iteration}: {out['examples']} examples from {out['from_episodes']} episodes")
     return out
 
 

@@ -1,0 +1,124 @@
+"""`score ablate`: every method × every base model × seeds, on the same data, as one flow.
+
+    pre-train each debug base model once (or use `model.path`) →
+    for each (base, method, seed): the `score_pipeline` flow with that method → held-out metrics →
+    table (mean ± 95% interval over seeds) + plot → run directory and docs/RESULTS.md
+
+Cells run `workers` at a time (each pipeline's steps in their own child processes with
+`torch_threads` threads), all as subflows visible in the Prefect UI. Every cell resumes
+from its own ledger, so re-running the command after an interruption redoes only the
+unfinished cells.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from prefect import flow, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from score_core.ablation import DETERMINISTIC, results_markdown, summarise
+from score_core.config import load_config
+from score_core.methods import METHODS
+from score_core.schema import atomic_write_text
+
+TABLE_KEYS = ("accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i",
+              "unchanged_rate", "unchanged_answer_rate", "edit_distance_ratio", "n", "n_unscored")
+
+
+@task(name="pretrain-ablation-base", tags=["gpu"])
+def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, out_dir: str) -> str:
+    """One independently pre-trained debug base model (weights and corpus from `base_seed`)."""
+    from tasks.isolation import run_in_child
+    from tasks.ledger import once
+
+    cfg = load_config(config_path, overrides)
+    debug = cfg.model.debug_base.model_copy(update={"seed": base_seed})
+    model_dir = str(Path(out_dir) / "bases" / f"debug-seed{base_seed}")
+    once(out_dir, f"pretrain/base{base_seed}",
+         lambda: run_in_child("score_core.debug_model:pretrain_debug_base",
+                              {"cfg": debug, "out_dir": model_dir, "progress": False},
+                              threads=cfg.orchestration.torch_threads))
+    return model_dir
+
+
+@task(name="ablation-cell")
+def run_cell(config_path: str, overrides: dict[str, Any], base_name: str, base_dir: str, method: str,
+             seed: int, out_dir: str) -> dict[str, Any]:
+    """One (base, method, seed) pipeline run; returns its final held-out metrics."""
+    from flows.pipeline import score_pipeline
+
+    run_dir = str(Path(out_dir) / "cells" / base_name / f"{method}-seed{seed}")
+    cell = {**overrides, "model.path": base_dir, "method": method, "train.seed": seed,
+            "name": f"ablate-{base_name}-{method}-s{seed}", "eval.every_iteration": False,
+            "eval.base": method in DETERMINISTIC}
+    result = score_pipeline.with_options(flow_run_name=f"{base_name}/{method}/seed{seed}")(
+        config_path=config_path, overrides=cell, run_dir=run_dir)
+    final = result["evals"][-1]
+    return {"base": base_name, "method": method, "seed": seed, "run_dir": run_dir,
+            "metrics": {k: final[k] for k in TABLE_KEYS if k in final}}
+
+
+@flow(name="score_ablate", log_prints=True)
+def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[str]] = None,
+                 base_seeds: Sequence[int] = (0, 1), out_dir: str = "runs/ablate", workers: int = 2,
+                 overrides: Optional[dict[str, Any]] = None, results_md: Optional[str] = "docs/RESULTS.md",
+                 command: str = "") -> dict[str, Any]:
+    """Run the comparison and write table, plot and RESULTS.md (see module docstring)."""
+    t0 = time.perf_counter()
+    methods = list(methods or METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; expected some of {METHODS}")
+    config_path = str(Path(config_path).resolve())
+    overrides = {**(overrides or {}), "orchestration.gpu_slots": workers,
+                 "orchestration.torch_threads": max(1, (os.cpu_count() or 1) // workers)}
+    cfg = load_config(config_path, overrides)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    bases = _bases(config_path, overrides, cfg.model.path, base_seeds, out_dir, workers)
+    cells = [(name, path, m, s) for name, path in bases.items() for m in methods
+             for s in (range(1) if m in DETERMINISTIC else range(seeds))]
+    with ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = [runner.submit(run_cell, {"config_path": config_path, "overrides": overrides, "base_name": name,
+                                            "base_dir": path, "method": m, "seed": s, "out_dir": out_dir})
+                   for name, path, m, s in cells]
+        results = [f.result() for f in futures]
+    rows = summarise(results)
+    meta = {"command": command or f"score ablate {config_path} --seeds {seeds}", "config": config_path,
+            "methods": methods, "seeds": list(range(seeds)), "wall_s": time.perf_counter() - t0,
+            "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
+            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    return _write_outputs(out_dir, results, rows, meta, results_md)
+
+
+def _bases(config_path: str, overrides: dict[str, Any], model_path: Optional[str], base_seeds: Sequence[int],
+           out_dir: str, workers: int) -> dict[str, str]:
+    """name → model directory: the configured model, or one pre-trained debug base per seed."""
+    if model_path:
+        return {Path(model_path).name: model_path}
+    with ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = {f"debug-seed{s}": runner.submit(pretrain_base, {"config_path": config_path, "overrides": overrides,
+                                                                   "base_seed": s, "out_dir": out_dir})
+                   for s in base_seeds}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _write_outputs(out_dir: str, results: list[dict[str, Any]], rows: list[dict[str, Any]],
+                   meta: dict[str, Any], results_md: Optional[str]) -> dict[str, Any]:
+    from tasks.plots import plot_ablation
+
+    out = Path(out_dir)
+    atomic_write_text(json.dumps({"meta": meta, "cells": results, "rows": rows}, indent=2), out / "ablation.json")
+    plot = plot_ablation(rows, out / "ablation.png")
+    text = results_markdown(rows, meta, plot.name)
+    atomic_write_text(text, out / "RESULTS.md")
+    if results_md:  # the repository's copy, with its own plot beside it
+        md = Path(results_md)
+        doc_plot = plot_ablation(rows, md.parent / f"{md.stem.lower()}_ablation.png")
+        atomic_write_text(results_markdown(rows, meta, doc_plot.name), md)
+    print(text)
+    return {"out_dir": str(out), "rows": rows, "meta": meta}
