@@ -53,6 +53,14 @@ class DebugBaseConfig(_Strict):
     lr: float = Field(3e-3, gt=0, description="Pre-training AdamW learning rate.")
     corpus_size: int = Field(38400, ge=1, description="Synthetic pre-training traces (steps × batch = fresh data).")
     seed: int = Field(0, description="Seed for weights and corpus.")
+    turn2_perturb: float = Field(
+        0.25, ge=0, lt=0.8, description="Corpus second attempts move y1 by ±1/±2 with this probability "
+        "(ignoring their own check), else copy it: how often the base explores a change at turn 2 "
+        "(greedy decoding still copies while it is < 0.8).")
+    turn2_moves: list[int] = Field(
+        default_factory=lambda: [-2, -1, 1, 2], min_length=1,
+        description="How a moved corpus y2 differs from y1 (drawn uniformly). [-1, 1]: the fix of the "
+        "flawed class (off by one) is one of two moves, and the check's `<`/`>` says which.")
     families: list[Literal["synth_linear", "synth_code"]] = Field(
         default_factory=lambda: ["synth_linear"], min_length=1,
         description="Synthetic families in the pre-training corpus, mixed in equal parts "

@@ -28,6 +28,18 @@ CODE_TURN2 = (
     "question. Please correct the error, if any, and rewrite the solution. Only output the "
     "final correct Python program!"
 )
+# Self-Refine (Madaan et al. 2023) as the paper's prompting-only baseline: the model first
+# critiques its attempt, then refines it, both in the second turn (one generation).
+SELF_REFINE_MATH_TURN2 = (
+    "Review your previous solution and find problems with it. First write your feedback, "
+    "then, based on the problems you found, write an improved solution. At the end of the "
+    'Solution, when you give your final answer, write it in the form "Final Answer: The final '
+    'answer is $answer$. I hope it is correct."'
+)
+SELF_REFINE_CODE_TURN2 = (
+    "Review your previous code and find problems with it. First write your feedback, then, "
+    "based on the problems you found, write the improved final Python program."
+)
 # Debug-scale families use one reserved token each for x's framing and for p: a tiny
 # character-level model cannot afford the 300-character paper instruction. It is as
 # feedback-free as the paper's p: the same token follows every y1. The debug code family
@@ -44,7 +56,14 @@ def turn1_messages(problem: Problem) -> list[dict[str, str]]:
     return [{"role": "user", "content": problem.question}]
 
 
-def turn2_instruction(problem: Problem) -> str:
+def turn2_instruction(problem: Problem, style: str = "score") -> str:
+    """p: the paper's feedback-free instruction, or (style "self_refine") critique-then-refine.
+    The debug families have one learned turn-2 format, which already critiques (a check of
+    y1) before answering, so both styles are the same `<retry>` token there."""
+    if style == "self_refine":
+        return {"math": SELF_REFINE_MATH_TURN2, "code": SELF_REFINE_CODE_TURN2, "synth": SYNTH_TURN2}[problem.kind]
+    if style != "score":
+        raise ValueError(f"unknown turn-2 style {style!r}; expected 'score' or 'self_refine'")
     return {"math": MATH_TURN2, "code": CODE_TURN2, "synth": SYNTH_TURN2}[problem.kind]
 
 
@@ -68,23 +87,23 @@ def render_turn1(problem: Problem, tokenizer: Any) -> str:
     return f"{turn1_messages(problem)[0]['content']}\n\n"
 
 
-def render_turn2(problem: Problem, attempt1: str, tokenizer: Any) -> str:
+def render_turn2(problem: Problem, attempt1: str, tokenizer: Any, style: str = "score") -> str:
     """x2 = x ⊕ y1 ⊕ p: the text the model continues for attempt 2."""
     if has_chat_template(tokenizer):
         messages = turn1_messages(problem) + [
             {"role": "assistant", "content": attempt1},
-            {"role": "user", "content": turn2_instruction(problem)},
+            {"role": "user", "content": turn2_instruction(problem, style)},
         ]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if short_framing(problem):
         return render_turn1(problem, tokenizer) + attempt1 + SYNTH_TURN2
-    return render_turn1(problem, tokenizer) + attempt1 + "\n\n" + turn2_instruction(problem) + "\n\n"
+    return render_turn1(problem, tokenizer) + attempt1 + "\n\n" + turn2_instruction(problem, style) + "\n\n"
 
 
 _SENTINEL = "\u2063Y1\u2063"
 
 
-def turn2_suffix(problem: Problem, tokenizer: Any) -> str:
+def turn2_suffix(problem: Problem, tokenizer: Any, style: str = "score") -> str:
     """The text B with x2 = x ⊕ y1 ⊕ B: end of turn 1, the instruction p, the turn-2 header.
 
     Rendering with a sentinel y1 and splitting on it lets the rollout build turn 2 from the
@@ -92,7 +111,7 @@ def turn2_suffix(problem: Problem, tokenizer: Any) -> str:
     tokens the policy produced instead of a re-tokenisation of decoded text.
     """
     x = render_turn1(problem, tokenizer)
-    full = render_turn2(problem, _SENTINEL, tokenizer)
+    full = render_turn2(problem, _SENTINEL, tokenizer, style)
     head, sep, tail = full.partition(_SENTINEL)
     if not sep or head != x:
         raise ValueError(

@@ -48,11 +48,12 @@ def generate_ids(
 
 
 def two_turn_prompts(
-    tokenizer: Any, problems: Sequence[Problem], k: int
+    tokenizer: Any, problems: Sequence[Problem], k: int, style: str = "score"
 ) -> tuple[list[tuple[int, int]], list[list[int]], list[list[int]]]:
-    """rows (problem index, sample index), turn-1 prompt ids x and turn-2 suffix ids p per row."""
+    """rows (problem index, sample index), turn-1 prompt ids x and turn-2 suffix ids p per row
+    (`style`: the paper's instruction, or "self_refine")."""
     x_ids = [tokenizer(render_turn1(p, tokenizer), add_special_tokens=False)["input_ids"] for p in problems]
-    suffix_ids = [tokenizer(turn2_suffix(p, tokenizer), add_special_tokens=False)["input_ids"] for p in problems]
+    suffix_ids = [tokenizer(turn2_suffix(p, tokenizer, style), add_special_tokens=False)["input_ids"] for p in problems]
     bos = [tokenizer.bos_token_id] if _wants_bos(tokenizer) else []
     rows = [(j, s) for j in range(len(problems)) for s in range(k)]
     return rows, [bos + x_ids[j] for j, _ in rows], [suffix_ids[j] for j, _ in rows]
@@ -73,6 +74,7 @@ def rollout_two_attempts(
     seed: int = 0,
     progress: Optional[Callable[[int], None]] = None,
     engine: Optional[Any] = None,
+    turn2_style: str = "score",
 ) -> list[Episode]:
     """k two-attempt episodes per problem; rewards are left ungraded.
 
@@ -80,7 +82,7 @@ def rollout_two_attempts(
     (e.g. `vllm_engine.VLLMEngine`); None decodes with `model` here (`decode.decode_turns`).
     """
     torch.manual_seed(seed)
-    rows, turn1_prompts, suffixes = two_turn_prompts(tokenizer, problems, k)
+    rows, turn1_prompts, suffixes = two_turn_prompts(tokenizer, problems, k, turn2_style)
     if engine is not None:
         gens = engine.two_turns(turn1_prompts, suffixes, max_new_tokens=max_new_tokens,
                                 temperature=temperature, seed=seed)

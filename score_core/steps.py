@@ -41,7 +41,7 @@ def rollout_step(
     model_dir: str, problems_path: str, out_path: str, *, run_id: str, stage: str, iteration: int,
     k: int, temperature: float, max_new_tokens: int, batch_size: int, seed: int,
     dtype: str = "float32", limit: Optional[int] = None, offset: int = 0, engine: str = "hf",
-    vllm_gpu_memory_utilization: float = 0.4, vllm_tensor_parallel_size: int = 1,
+    vllm_gpu_memory_utilization: float = 0.4, vllm_tensor_parallel_size: int = 1, turn2_style: str = "score",
 ) -> dict[str, Any]:
     """Sample k two-attempt episodes per problem with the model at `model_dir`.
 
@@ -67,7 +67,7 @@ def rollout_step(
         episodes = rollout_two_attempts(
             model, tokenizer, problems, k=k, temperature=temperature, max_new_tokens=max_new_tokens,
             batch_size=batch_size, run_id=run_id, stage=stage, iteration=iteration, seed=seed,
-            progress=pb.update, engine=gen_engine)
+            progress=pb.update, engine=gen_engine, turn2_style=turn2_style)
     dt = time.perf_counter() - t0
     write_episodes(episodes, out_path)
     n_tok = sum(e.tokens1 + e.tokens2 for e in episodes)

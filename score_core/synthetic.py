@@ -54,7 +54,7 @@ X_VALUES = range(0, 30)
 B_VALUES = range(0, 30)
 FLAW_MIN_A = 6  # the flawed solver slips by one for a ≥ FLAW_MIN_A
 SPLIT_BUCKETS = {"train": range(0, 80), "dev": range(80, 90), "eval": range(90, 100)}
-PERTURBATIONS = (-2, -1, 1, 2)  # how a non-copied corpus y2 moves away from y1
+PERTURBATIONS = (-2, -1, 1, 2)  # default moves of a non-copied corpus y2 away from y1
 
 _QUESTION_RE = re.compile(r"^(\d+)\*x\+(\d+)=(\d+)$")
 _ANSWER_RE = re.compile(r"x=(-?\d+)")
@@ -140,30 +140,32 @@ def make_problems(source: str, n: int, seed: int, split: str) -> list[Problem]:
     ]
 
 
-def sample_answer_pairs(n: int, rng: random.Random, p_perturb: float = 0.25
-                        ) -> list[tuple[int, int, int, int, int, int]]:
+def sample_answer_pairs(n: int, rng: random.Random, p_perturb: float = 0.25,
+                        moves: tuple[int, ...] = PERTURBATIONS) -> list[tuple[int, int, int, int, int, int]]:
     """n corpus draws (a, x, b, c, y1, y2) from train problems: y1 from the flawed solver;
-    y2 copies y1 with probability 1 − p_perturb, else moves it by ±1/±2 (ignoring the check)."""
+    y2 copies y1 with probability 1 − p_perturb, else moves it by a random one of `moves`
+    (ignoring the check)."""
     pool = problem_pool("train")
     draws = []
     for _ in range(n):
         a, x, b = pool[rng.randrange(len(pool))]
         y1 = y2 = flawed_solve(a, x, b)
         if rng.random() < p_perturb:
-            d = rng.choice(PERTURBATIONS)
+            d = rng.choice(moves)
             y2 = y1 + d if y1 + d >= 0 else y1 - d
         draws.append((a, x, b, a * x + b, y1, y2))
     return draws
 
 
-def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25) -> list[tuple[Problem, str, str]]:
+def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25,
+                         moves: tuple[int, ...] = PERTURBATIONS) -> list[tuple[Problem, str, str]]:
     """n pre-training traces (problem, attempt 1, attempt 2) on train-split problems.
 
     Attempt 1 is the flawed solver's answer; attempt 2 checks it correctly, then copies it
     or perturbs it (`sample_answer_pairs`).
     """
     traces = []
-    for i, (a, x, b, c, y1, y2) in enumerate(sample_answer_pairs(n, random.Random(f"corpus:{seed}"), p_perturb)):
+    for i, (a, x, b, c, y1, y2) in enumerate(sample_answer_pairs(n, random.Random(f"corpus:{seed}"), p_perturb, moves)):
         problem = Problem(problem_id=f"synth_linear/corpus/{i}", source="synth_linear",
                           split="train", kind="synth", question=question_text(a, x, b),
                           answer=str(x))

@@ -89,7 +89,8 @@ def training_plot(trains: Sequence[dict[str, Any]], path: Path) -> str:
     ax_kl.set_ylabel("per-token KL")
     ax_kl.set_xlabel("optimizer step")
     for ax in (ax_r, ax_kl):
-        ax.legend(fontsize=7, ncol=2)
+        if ax.get_legend_handles_labels()[0]:  # base and self_refine train nothing
+            ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)
 
 

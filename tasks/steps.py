@@ -113,7 +113,8 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
     out_path = str(Path(run_dir) / "traces" / f"{key.replace('/', '_')}_raw.parquet")
     if evaluation:
         kwargs = dict(k=1, temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens,
-                      batch_size=cfg.eval.batch_size, seed=cfg.train.seed)
+                      batch_size=cfg.eval.batch_size, seed=cfg.train.seed,
+                      turn2_style="self_refine" if cfg.method == "self_refine" else "score")
     else:
         kwargs = dict(k=cfg.rollout.k, temperature=cfg.rollout.temperature,
                       max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size,
