@@ -80,19 +80,30 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
     cfg = load_config(config_path, overrides)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     bases = _bases(config_path, overrides, cfg.model.path, base_seeds, out_dir, workers)
-    cells = [(name, path, m, s) for name, path in bases.items() for m in methods
-             for s in (range(1) if m in DETERMINISTIC else range(seeds))]
+    first = {"score": 0, "multi_turn_rl": 1}  # the headline comparison finishes first
+    cells = sorted(((name, path, m, s) for name, path in bases.items() for m in methods
+                    for s in (range(1) if m in DETERMINISTIC else range(seeds))),
+                   key=lambda c: (c[3], first.get(c[2], 2)))
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = [runner.submit(run_cell, {"config_path": config_path, "overrides": overrides, "base_name": name,
                                             "base_dir": path, "method": m, "seed": s, "out_dir": out_dir})
                    for name, path, m, s in cells]
         results = [f.result() for f in futures]
-    rows = summarise(results)
+    rows = sorted(summarise(results), key=lambda r: (list(bases).index(r["base"]), methods.index(r["method"])))
+    previous = _previous_meta(out_dir)
     meta = {"command": command or f"score ablate {config_path} --seeds {seeds}", "config": config_path,
-            "methods": methods, "seeds": list(range(seeds)), "wall_s": time.perf_counter() - t0,
+            "methods": methods, "seeds": list(range(seeds)),
+            "wall_s": previous.get("wall_s", 0.0) + time.perf_counter() - t0,  # summed over invocations
+            "invocations": previous.get("invocations", 0) + 1,
             "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
             "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     return _write_outputs(out_dir, results, rows, meta, results_md)
+
+
+def _previous_meta(out_dir: str) -> dict[str, Any]:
+    """The meta record of an earlier invocation on `out_dir` (resumed runs add up wall time)."""
+    path = Path(out_dir) / "ablation.json"
+    return json.loads(path.read_text()).get("meta", {}) if path.is_file() else {}
 
 
 def _bases(config_path: str, overrides: dict[str, Any], model_path: Optional[str], base_seeds: Sequence[int],

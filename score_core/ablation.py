@@ -142,7 +142,8 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], plot_
            f"- seeds: {meta['seeds']}; base models: {', '.join(bases)}",
            f"- held-out problems per evaluation: {meta.get('n_eval', '?')} (greedy decoding)",
            f"- wall time: {meta['wall_s'] / 60:.1f} min on {meta.get('cpus', '?')} CPU cores "
-           f"({meta.get('workers', 1)} cells at a time); finished {meta.get('finished', '')}",
+           f"({meta.get('workers', 1)} cells at a time; {meta.get('invocations', 1)} invocation(s) of the "
+           f"command, summed); finished {meta.get('finished', '')}",
            "", "Percent points, mean ± 95% Student-t half-width over seeds (n runs per cell). "
            "'unchanged answer': y2 commits to y1's final answer; 'edit ratio': edit distance / "
            "total length of both attempts.", ""]

@@ -61,6 +61,10 @@ class DebugBaseConfig(_Strict):
         default_factory=lambda: [-2, -1, 1, 2], min_length=1,
         description="How a moved corpus y2 differs from y1 (drawn uniformly). [-1, 1]: the fix of the "
         "flawed class (off by one) is one of two moves, and the check's `<`/`>` says which.")
+    turn2_follow_check: float = Field(
+        0.0, ge=0, le=1, description="Probability that a moved corpus y2 goes the way its failed check "
+        "points (else a random move): a weak, latent self-correction skill for RL to amplify. 0: the "
+        "corpus never links the check to the answer.")
     families: list[Literal["synth_linear", "synth_code"]] = Field(
         default_factory=lambda: ["synth_linear"], min_length=1,
         description="Synthetic families in the pre-training corpus, mixed in equal parts "

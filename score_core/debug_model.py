@@ -67,17 +67,17 @@ def build_model(cfg: DebugBaseConfig, tokenizer: PreTrainedTokenizerFast) -> Lla
 
 
 def corpus_traces(n: int, seed: int, families: Sequence[str] = ("synth_linear",),
-                  p_perturb: float = 0.25, moves: Sequence[int] = synthetic.PERTURBATIONS
-                  ) -> list[tuple[Problem, str, str]]:
+                  p_perturb: float = 0.25, moves: Sequence[int] = synthetic.PERTURBATIONS,
+                  follow_check: float = 0.0) -> list[tuple[Problem, str, str]]:
     """n (problem, y1, y2) corpus traces, split equally between `families` (in that order);
     y2 moves away from y1 with probability `p_perturb` (`synthetic.sample_answer_pairs`)."""
     traces = []
     for i, family in enumerate(families):
         n_family = n // len(families) + (i < n % len(families))
         if family == "synth_linear":
-            traces += synthetic.sample_corpus_traces(n_family, seed, p_perturb, tuple(moves))
+            traces += synthetic.sample_corpus_traces(n_family, seed, p_perturb, tuple(moves), follow_check)
         elif family == "synth_code":
-            traces += synthetic_code.sample_corpus_traces(n_family, seed, p_perturb, tuple(moves))
+            traces += synthetic_code.sample_corpus_traces(n_family, seed, p_perturb, tuple(moves), follow_check)
         else:
             raise ValueError(f"unknown corpus family {family!r}")
     return traces
@@ -91,10 +91,11 @@ def make_corpus(n: int, seed: int, families: Sequence[str] = ("synth_linear",)) 
 
 def encode_corpus(n: int, seed: int, tokenizer: PreTrainedTokenizerFast,
                   families: Sequence[str] = ("synth_linear",), p_perturb: float = 0.25,
-                  moves: Sequence[int] = synthetic.PERTURBATIONS) -> tuple[torch.Tensor, torch.Tensor]:
+                  moves: Sequence[int] = synthetic.PERTURBATIONS, follow_check: float = 0.0
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, labels), both (N, T), right-padded; labels are next-token targets with
     the prompt masked (-100) and `<eos>` as the target after y1 (module docstring)."""
-    traces = corpus_traces(n, seed, families, p_perturb, moves)
+    traces = corpus_traces(n, seed, families, p_perturb, moves, follow_check)
 
     def enc(texts: list[str]) -> list[list[int]]:
         return tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -159,7 +160,7 @@ def pretrain_debug_base(cfg: DebugBaseConfig, out_dir: str | os.PathLike, progre
     tokenizer = build_tokenizer()
     model = build_model(cfg, tokenizer).to(device)
     input_ids, labels = encode_corpus(cfg.corpus_size, cfg.seed, tokenizer, cfg.families, cfg.turn2_perturb,
-                                      cfg.turn2_moves)
+                                      cfg.turn2_moves, cfg.turn2_follow_check)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
     warmup = max(1, min(100, cfg.steps // 10))

@@ -141,10 +141,12 @@ def make_problems(source: str, n: int, seed: int, split: str) -> list[Problem]:
 
 
 def sample_answer_pairs(n: int, rng: random.Random, p_perturb: float = 0.25,
-                        moves: tuple[int, ...] = PERTURBATIONS) -> list[tuple[int, int, int, int, int, int]]:
+                        moves: tuple[int, ...] = PERTURBATIONS, follow_check: float = 0.0
+                        ) -> list[tuple[int, int, int, int, int, int]]:
     """n corpus draws (a, x, b, c, y1, y2) from train problems: y1 from the flawed solver;
-    y2 copies y1 with probability 1 − p_perturb, else moves it by a random one of `moves`
-    (ignoring the check)."""
+    y2 copies y1 with probability 1 − p_perturb, else moves it by one of `moves`: with
+    probability `follow_check` (only when the check fails) in the direction the check
+    points (`>`: down), else a uniformly random move."""
     pool = problem_pool("train")
     draws = []
     for _ in range(n):
@@ -152,20 +154,22 @@ def sample_answer_pairs(n: int, rng: random.Random, p_perturb: float = 0.25,
         y1 = y2 = flawed_solve(a, x, b)
         if rng.random() < p_perturb:
             d = rng.choice(moves)
+            if y1 != x and rng.random() < follow_check:
+                d = abs(d) if x > y1 else -abs(d)  # a·y1 + b < c: y1 is too small
             y2 = y1 + d if y1 + d >= 0 else y1 - d
         draws.append((a, x, b, a * x + b, y1, y2))
     return draws
 
 
-def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25,
-                         moves: tuple[int, ...] = PERTURBATIONS) -> list[tuple[Problem, str, str]]:
+def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25, moves: tuple[int, ...] = PERTURBATIONS,
+                         follow_check: float = 0.0) -> list[tuple[Problem, str, str]]:
     """n pre-training traces (problem, attempt 1, attempt 2) on train-split problems.
 
     Attempt 1 is the flawed solver's answer; attempt 2 checks it correctly, then copies it
     or perturbs it (`sample_answer_pairs`).
     """
     traces = []
-    for i, (a, x, b, c, y1, y2) in enumerate(sample_answer_pairs(n, random.Random(f"corpus:{seed}"), p_perturb, moves)):
+    for i, (a, x, b, c, y1, y2) in enumerate(sample_answer_pairs(n, random.Random(f"corpus:{seed}"), p_perturb, moves, follow_check)):
         problem = Problem(problem_id=f"synth_linear/corpus/{i}", source="synth_linear",
                           split="train", kind="synth", question=question_text(a, x, b),
                           answer=str(x))

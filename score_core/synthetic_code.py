@@ -93,13 +93,15 @@ def make_problems(n: int, seed: int, split: str) -> list[Problem]:
 
 
 def sample_corpus_traces(n: int, seed: int, p_perturb: float = 0.25,
-                         moves: tuple[int, ...] = synthetic.PERTURBATIONS) -> list[tuple[Problem, str, str]]:
+                         moves: tuple[int, ...] = synthetic.PERTURBATIONS, follow_check: float = 0.0
+                         ) -> list[tuple[Problem, str, str]]:
     """n pre-training traces (problem, program 1, program 2) on train-split problems.
 
     Program 1 carries the flawed solver's answer; program 2 checks it correctly, then copies
     it with probability 1 − p_perturb, else moves it by a random ±1/±2 (ignoring the check).
     """
-    draws = synthetic.sample_answer_pairs(n, random.Random(f"{SOURCE}:corpus:{seed}"), p_perturb, moves)
+    draws = synthetic.sample_answer_pairs(n, random.Random(f"{SOURCE}:corpus:{seed}"), p_perturb, moves,
+                                          follow_check)
     return [(_problem(f"{SOURCE}/corpus/{i}", "train", a, x, b),
              render_program1(a, b, c, y1), render_program2(a, b, c, y1, y2))
             for i, (a, x, b, c, y1, y2) in enumerate(draws)]

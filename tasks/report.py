@@ -39,12 +39,13 @@ def metrics_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def summary_rows(evals: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """Base, after the last Stage I iteration, after the last Stage II iteration."""
-    rows = [("base", evals[0])] if evals else []
-    for stage, label in (("stage1", "after Stage I"), ("stage2", "after Stage II")):
-        last = [e for e in evals if e.get("stage") == stage]
-        if last:
-            rows.append((f"{label} (it {last[-1]['iteration']})", last[-1]))
+    """Base (if evaluated), then the last evaluation of each training stage in order of
+    appearance: after Stage I, after Stage II, or after a baseline's iterations (star, ...)."""
+    rows = [("base", e) for e in evals[:1] if e.get("stage") == "base"]
+    labels = {"stage1": "after Stage I", "stage2": "after Stage II"}
+    for stage in dict.fromkeys(e.get("stage") for e in evals if e.get("stage") != "base"):
+        last = [e for e in evals if e.get("stage") == stage][-1]
+        rows.append((f"{labels.get(stage, f'after {stage}')} (it {last['iteration']})", last))
     return rows
 
 
