@@ -17,6 +17,8 @@ EPILOG = """examples:
   score run configs/demo.yaml                 # the CPU debug-scale demo (≈ 9 min on 2 cores)
   score run configs/demo.yaml --set train.lr=3e-4 --run-dir runs/lr3e-4
   score metrics runs/demo/traces/eval_stage2_it002.parquet
+  score run configs/demo.yaml --set method=pair_sft --run-dir runs/demo-pair-sft
+  score ablate configs/ablate_debug.yaml --seeds 3    # SCoRe vs every baseline → docs/RESULTS.md
 """
 
 
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the SCoRe pipeline (a Prefect flow) from a YAML config",
                          description="Prepare data → (pre-train debug base) → evaluate base → "
                          "Stage I/II iterations (rollout → grade → train → evaluate) → report. "
+                         "`method:` in the config (or --set method=star) runs a baseline or "
+                         "ablation instead of SCoRe (score_core/methods.py). "
                          "Re-running the same command resumes after the last finished step.")
     run.add_argument("config", help="YAML config file (see configs/ and score_core/config.py)")
     run.add_argument("--run-dir", help="output directory (default: runs/<name> from the config)")
