@@ -13,13 +13,15 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Optional, Sequence
 
+from .methods import UNTRAINED
+
 TABLE_METRICS = (
     ("accuracy_t1", "Acc@t1"), ("accuracy_t2", "Acc@t2"), ("delta_t1_t2", "Δ(t1,t2)"),
     ("delta_i_to_c", "Δi→c"), ("delta_c_to_i", "Δc→i"),
     ("unchanged_answer_rate", "unchanged answer"), ("edit_distance_ratio", "edit ratio"),
 )
 PERCENT = {"accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i", "unchanged_answer_rate"}
-DETERMINISTIC = ("base", "self_refine")  # no training, greedy evaluation: one run says it all
+DETERMINISTIC = UNTRAINED  # no training, greedy evaluation: one run says it all
 
 # two-sided 95% Student-t critical values t_{0.975, df}, df = 1..30
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,

@@ -28,6 +28,7 @@ METHODS = ("base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_t
            "no_stage1", "no_shaping", "score")
 Method = Literal["base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_turn_rl",
                  "no_stage1", "no_shaping", "score"]
+UNTRAINED = ("base", "self_refine")  # evaluated only (greedy): deterministic given the base model
 Kind = Literal["stage1", "stage2", "single_turn", "sft_both", "sft_turn2"]
 
 
@@ -48,7 +49,7 @@ def method_plan(method: str, schedule: Sequence[str], alpha: float) -> list[Iter
     stage2 = Iteration("stage2", "stage2", alpha)
     stage2_plain = Iteration("stage2", "stage2", 0.0)
     stage1 = Iteration("stage1", "stage1")
-    if method in ("base", "self_refine"):
+    if method in UNTRAINED:
         return []
     if method == "score":
         return [stage1 if s == "stage1" else stage2 for s in schedule]
@@ -66,6 +67,3 @@ def method_plan(method: str, schedule: Sequence[str], alpha: float) -> list[Iter
         return [Iteration("pair_sft", "sft_turn2", sft_data="pair", rollout_from_base=True)] * n
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
-
-def uses_self_refine_prompt(method: str) -> bool:
-    return method == "self_refine"

@@ -87,15 +87,19 @@ def grade_step(
                                 code_timeout_s=code_timeout_s, code_memory_mb=code_memory_mb,
                                 progress=pb.update)
     write_episodes(graded, out_path)
-    return {"path": out_path, **metrics_of_traces(out_path, problems)}
+    return {"path": out_path, **episode_metrics(graded, problems)}
 
 
 def metrics_of_traces(traces_path: str, problems: Optional[dict[str, Any]] = None) -> dict[str, float]:
-    """Paper metrics + collapse detector of a graded trace file (`problems`: id → Problem,
+    """`episode_metrics` of a graded trace file."""
+    return episode_metrics(read_episodes(traces_path), problems)
+
+
+def episode_metrics(eps: Any, problems: Optional[dict[str, Any]] = None) -> dict[str, float]:
+    """Paper metrics + collapse detector of graded episodes (`problems`: id → Problem,
     needed for the unchanged-answer rate)."""
     from .rewards import final_answer
 
-    eps = read_episodes(traces_path)
     answers = None
     if problems is not None:
         answers = [(final_answer(problems[e.problem_id], e.attempt1), final_answer(problems[e.problem_id], e.attempt2))
