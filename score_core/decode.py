@@ -29,8 +29,15 @@ import torch
 
 @dataclass(frozen=True)
 class Generation:
-    ids: tuple[int, ...]  # generated token ids, EOS and padding removed
-    truncated: bool  # no EOS within max_new_tokens
+    """One attempt as sampled. `logprobs[t]` = log μ(token_t | context) under the sampling
+    distribution (softmax(logits / T); T = 1 for greedy decoding) for every token of `ids`
+    and then, when the attempt stopped by itself, for the stop token: len(logprobs) ==
+    len(ids) + (stop_id is not None). Empty when the engine did not record them."""
+
+    ids: tuple[int, ...]  # generated token ids, stop token and padding removed
+    truncated: bool  # no stop token within max_new_tokens
+    stop_id: Optional[int] = None  # the stop token the model sampled (None: truncated)
+    logprobs: tuple[float, ...] = ()  # behaviour log-probabilities, see above
 
 
 @torch.no_grad()
