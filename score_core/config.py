@@ -119,6 +119,19 @@ class TrainConfig(_Strict):
     beta1: float = Field(0.01, ge=0, description="β1: KL weight on all tokens (both stages).")
     beta2: float = Field(0.1, ge=0, description="β2: extra KL weight on attempt-1 tokens in Stage I.")
     seed: int = Field(0, description="Seed for sampling and shuffling.")
+    pg_correction: Literal["clip", "truncate", "none"] = Field(
+        "clip", description="Off-policy correction of the minibatches after the first on one rollout batch "
+        "(per-token ratio ρ = π_θ/μ against the rollout's recorded log-probs; score_core/losses.py): "
+        "'clip' PPO's clipped surrogate, 'truncate' min(ρ, c)-weighted REINFORCE, 'none' plain REINFORCE "
+        "(the paper's estimator; exact only with strict_on_policy).")
+    clip_eps: float = Field(0.2, gt=0, lt=1, description="'clip': PPO's ε (ratios outside [1−ε, 1+ε] stop pushing).")
+    truncate_at: float = Field(2.0, ge=1, description="'truncate': the cap c of min(ρ, c).")
+    strict_on_policy: bool = Field(
+        False, description="One optimizer step per rollout batch (the whole batch is the minibatch, one "
+        "epoch): every gradient is on-policy and the paper's REINFORCE estimator is exact.")
+    mismatch_warn: float = Field(
+        0.05, ge=0, description="Warn when the first minibatch's mean |log π_θ − log μ| (rollout vs trainer "
+        "log-probs of the same tokens under the same weights) exceeds this.")
 
 
 class EvalConfig(_Strict):
@@ -191,9 +204,18 @@ class RunConfig(_Strict):
         return self
 
     @property
+    def minibatch_prompts(self) -> int:
+        """Prompts per optimizer step: all of an iteration's with `train.strict_on_policy`."""
+        return self.train.prompts_per_iteration if self.train.strict_on_policy else self.train.minibatch_prompts
+
+    @property
+    def epochs_per_iteration(self) -> int:
+        return 1 if self.train.strict_on_policy else self.train.epochs_per_iteration
+
+    @property
     def steps_per_iteration(self) -> int:
-        per_epoch = -(-self.train.prompts_per_iteration // self.train.minibatch_prompts)
-        return per_epoch * self.train.epochs_per_iteration
+        per_epoch = -(-self.train.prompts_per_iteration // self.minibatch_prompts)
+        return per_epoch * self.epochs_per_iteration
 
     @property
     def resolved_run_dir(self) -> Path:

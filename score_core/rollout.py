@@ -11,7 +11,7 @@ it hit `max_new_tokens` (truncated).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -101,7 +101,8 @@ def rollout_two_attempts(
             prompt_tokens1=len(turn1_prompts[r]), prompt_tokens2=len(turn2_prompts[r]),
             tokens1=len(y1[r].ids), tokens2=len(y2[r].ids),
             truncated1=y1[r].truncated, truncated2=y2[r].truncated,
-            y1_ids=y1[r].ids, y2_ids=y2[r].ids,
+            y1_ids=y1[r].ids, y2_ids=y2[r].ids, stop1_id=y1[r].stop_id, stop2_id=y2[r].stop_id,
+            logp1=y1[r].logprobs, logp2=y2[r].logprobs, temperature=temperature,
         )
         for r, (j, s) in enumerate(rows)
     ]
@@ -123,18 +124,41 @@ def prompt_ids(tokenizer: Any, problem: Problem) -> tuple[list[int], list[int]]:
     return x, tokenizer(turn2_suffix(problem, tokenizer), add_special_tokens=False)["input_ids"]
 
 
+class Layout(NamedTuple):
+    """One episode as the trainer scores it: ids = [x | y1 | B | y2 (| stop2)].
+
+    y1 occupies ids[x_len:y1_end], y2 ids[y2_start:]. The stop token that ended y1 is
+    not in ids (turn 2 reads B right after y1, as at sampling time) but it is a target:
+    the logits after y1's last token predict `stop1` (None: y1 was truncated), so the
+    first attempt's stop decision gets policy gradient and KL like every other token.
+    """
+
+    ids: list[int]
+    x_len: int
+    y1_end: int
+    y2_start: int
+    stop1: Optional[int]
+
+
+def stop_target(tokenizer: Any, truncated: bool, stop_id: Optional[int]) -> Optional[int]:
+    """The stop token an attempt ended with: the one the model sampled (chat models have
+    several end ids); traces that did not record it fall back to the tokenizer's EOS."""
+    if truncated:
+        return None
+    return stop_id if stop_id is not None else tokenizer.eos_token_id
+
+
 def episode_token_layout(
     tokenizer: Any, problem: Problem, episode: Episode,
     prompt: Optional[tuple[list[int], list[int]]] = None,
-) -> tuple[list[int], int, int, int]:
-    """Token ids [x | y1 | B | y2] of one episode and the spans of y1 and y2.
-
-    Returns (ids, x_len, y1_end, y2_start): y1 occupies ids[x_len:y1_end], y2 occupies
-    ids[y2_start:]. EOS after y2 is appended when y2 stopped by itself, so the stop
-    decision is trained too. `prompt`: precomputed `prompt_ids(tokenizer, problem)`.
+) -> Layout:
+    """The `Layout` of one episode. The stop token after y2 is appended when y2 stopped
+    by itself, and y1's stop is recorded as a target, so both stop decisions are trained.
+    `prompt`: precomputed `prompt_ids(tokenizer, problem)`.
     """
     x, suffix = prompt if prompt is not None else prompt_ids(tokenizer, problem)
-    y2 = list(episode.y2_ids) + ([] if episode.truncated2 else [tokenizer.eos_token_id])
-    ids = x + list(episode.y1_ids) + suffix + y2
+    stop2 = stop_target(tokenizer, episode.truncated2, episode.stop2_id)
+    ids = x + list(episode.y1_ids) + suffix + list(episode.y2_ids) + ([] if stop2 is None else [stop2])
     y1_end = len(x) + len(episode.y1_ids)
-    return ids, len(x), y1_end, y1_end + len(suffix)
+    return Layout(ids, len(x), y1_end, y1_end + len(suffix),
+                  stop_target(tokenizer, episode.truncated1, episode.stop1_id))

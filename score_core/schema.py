@@ -7,7 +7,6 @@ reader never sees a half-written file, even after `kill -9`.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -70,8 +69,19 @@ TRACE_SCHEMA = pa.schema(
         pa.field("reward_status2", pa.string(), nullable=False),
         pa.field("y1_ids", pa.list_(pa.int32()), nullable=False),  # sampled y1 token ids (no EOS)
         pa.field("y2_ids", pa.list_(pa.int32()), nullable=False),  # sampled y2 token ids (no EOS)
+        # What the rollout sampled besides the ids (decode.Generation): the stop token that
+        # ended each attempt (null: truncated, or not recorded) and the behaviour
+        # log-probabilities log μ(token) at the sampling temperature of every token of y_i
+        # and then of its stop token (empty: not recorded, e.g. SFT pairs or old traces).
+        pa.field("stop1_id", pa.int32(), nullable=True),
+        pa.field("stop2_id", pa.int32(), nullable=True),
+        pa.field("logp1", pa.list_(pa.float32()), nullable=False),
+        pa.field("logp2", pa.list_(pa.float32()), nullable=False),
+        pa.field("temperature", pa.float32(), nullable=False),  # sampling T (0 = greedy)
     ]
 )
+# Columns added after the first traces were written, with the value an old file implies.
+_TRACE_DEFAULTS = {"stop1_id": None, "stop2_id": None, "logp1": [], "logp2": [], "temperature": 1.0}
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,11 @@ class Episode:
     reward_status2: str = "ungraded"
     y1_ids: tuple[int, ...] = ()
     y2_ids: tuple[int, ...] = ()
+    stop1_id: int | None = None
+    stop2_id: int | None = None
+    logp1: tuple[float, ...] = ()
+    logp2: tuple[float, ...] = ()
+    temperature: float = 1.0
 
 
 def _rows_to_table(rows: Sequence[object], schema: pa.Schema) -> pa.Table:
@@ -156,12 +171,16 @@ def write_episodes(episodes: Iterable[Episode], path: str | os.PathLike) -> Path
 
 
 def read_episodes(path: str | os.PathLike) -> list[Episode]:
-    table = pq.read_table(path, schema=TRACE_SCHEMA)
-    rows = table.to_pylist()
+    """Traces as Episodes; a file written before a column existed gets `_TRACE_DEFAULTS`."""
+    names = set(pq.read_schema(path).names)
+    missing = [f for f in TRACE_SCHEMA if f.name not in names]
+    if any(f.name not in _TRACE_DEFAULTS for f in missing):
+        raise ValueError(f"{path}: not a trace file (missing columns {[f.name for f in missing]})")
+    present = pa.schema([f for f in TRACE_SCHEMA if f.name in names])
+    rows = pq.read_table(path, schema=present).to_pylist()
     for row in rows:
-        row["y1_ids"], row["y2_ids"] = tuple(row["y1_ids"]), tuple(row["y2_ids"])
+        for f in missing:
+            row[f.name] = _TRACE_DEFAULTS[f.name]
+        for key in ("y1_ids", "y2_ids", "logp1", "logp2"):
+            row[key] = tuple(row[key])
     return [Episode(**row) for row in rows]
-
-
-def replace_rewards(ep: Episode, **changes: object) -> Episode:
-    return dataclasses.replace(ep, **changes)

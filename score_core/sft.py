@@ -62,24 +62,24 @@ def pair_sft_examples(episodes: Sequence[Episode], seed: int = 0) -> list[Episod
     response is paired with a randomly drawn right one of the same problem, if any.
     """
     rng = random.Random(seed)
-    right: dict[str, list[tuple[tuple[int, ...], str]]] = defaultdict(list)
-    wrong: dict[str, list[tuple[Episode, tuple[int, ...], str]]] = defaultdict(list)
+    right: dict[str, list[tuple[tuple[int, ...], str, int | None]]] = defaultdict(list)
+    wrong: dict[str, list[tuple[Episode, tuple[int, ...], str, int | None]]] = defaultdict(list)
     for ep in episodes:
-        for ids, text, r, trunc in ((ep.y1_ids, ep.attempt1, ep.reward1, ep.truncated1),
-                                    (ep.y2_ids, ep.attempt2, ep.reward2, ep.truncated2)):
+        for ids, text, r, trunc, stop in ((ep.y1_ids, ep.attempt1, ep.reward1, ep.truncated1, ep.stop1_id),
+                                          (ep.y2_ids, ep.attempt2, ep.reward2, ep.truncated2, ep.stop2_id)):
             if r is None or trunc:
                 continue
             if r > 0.5:
-                right[ep.problem_id].append((ids, text))
+                right[ep.problem_id].append((ids, text, stop))
             else:
-                wrong[ep.problem_id].append((ep, ids, text))
+                wrong[ep.problem_id].append((ep, ids, text, stop))
     pairs = []
     for pid, bad in wrong.items():
         if not right[pid]:
             continue
-        for ep, ids, text in bad:
-            good_ids, good_text = rng.choice(right[pid])
-            pairs.append(dataclasses.replace(
+        for ep, ids, text, stop in bad:
+            good_ids, good_text, good_stop = rng.choice(right[pid])
+            pairs.append(dataclasses.replace(  # each response keeps the stop token it ended with
                 ep, y1_ids=ids, attempt1=text, y2_ids=good_ids, attempt2=good_text, reward1=0.0, reward2=1.0,
-                truncated1=False, truncated2=False))
+                truncated1=False, truncated2=False, stop1_id=stop, stop2_id=good_stop, logp1=(), logp2=()))
     return pairs

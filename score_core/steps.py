@@ -7,6 +7,7 @@ orchestration overhead. Every output is written atomically.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -157,16 +158,18 @@ def train_step(
         save_checkpoint(accelerator.unwrap_model(policy), tokenizer, out_dir, optimizer, state)
         atomic_write_text(json.dumps(history), Path(out_dir).with_suffix(".history.json"))
     accelerator.wait_for_everyone()
-    return {"checkpoint": out_dir, **_summarise(history)}
+    return {"checkpoint": out_dir, "engine": cfg.rollout.engine, **_summarise(history)}
 
 
 def _hyper(cfg: RunConfig, iteration: int, alpha: Optional[float] = None) -> Hyper:
     t = cfg.train
     return Hyper(lr=t.lr, alpha=t.alpha if alpha is None else alpha, beta1=t.beta1, beta2=t.beta2,
-                 minibatch_prompts=t.minibatch_prompts, micro_batch_episodes=t.micro_batch_episodes,
-                 epochs=t.epochs_per_iteration, max_grad_norm=t.max_grad_norm,
+                 minibatch_prompts=cfg.minibatch_prompts, micro_batch_episodes=t.micro_batch_episodes,
+                 epochs=cfg.epochs_per_iteration, max_grad_norm=t.max_grad_norm,
                  kl_estimator=t.kl_estimator, seed=t.seed + iteration, micro_batch_tokens=t.micro_batch_tokens,
-                 sft_steps=cfg.steps_per_iteration, sft_batch=t.minibatch_prompts * cfg.rollout.k)
+                 sft_steps=cfg.steps_per_iteration, sft_batch=cfg.minibatch_prompts * cfg.rollout.k,
+                 temperature=cfg.rollout.temperature, correction=t.pg_correction, clip_eps=t.clip_eps,
+                 truncate_at=t.truncate_at, mismatch_warn=t.mismatch_warn, engine=cfg.rollout.engine)
 
 
 def _generation_eos(model_dir: str) -> set[int]:
@@ -191,11 +194,19 @@ def _policy_and_reference(cfg: RunConfig, policy_dir: str, base_dir: str) -> tup
 
 
 def _summarise(history: list[dict[str, float]]) -> dict[str, float]:
+    """Means over the iteration's steps; `train/mismatch_*` is the first step's rollout/trainer
+    |Δ log p| (θ = the sampling policy there), `train/ratio_*` and `train/clip_frac` are means
+    over the later, off-policy steps (NaN when the iteration took one step)."""
     if not history:
         return {"steps": 0}
     keys = ("loss", "pg_loss", "kl_t1", "kl_t2", "reward1", "reward2", "grad_norm", "tokens_per_s")
     ok = [h for h in history if not h.get("nan_skipped")]
     out = {f"train/{k}": sum(h.get(k, 0.0) for h in ok) / max(len(ok), 1) for k in keys}
+    first, later = history[0], [h for h in ok[1:] if h.get("behaviour_tokens")]
+    out["train/mismatch_mean_abs_logp"] = first.get("logp_absdiff_mean", math.nan)
+    out["train/mismatch_max_abs_logp"] = first.get("logp_absdiff_max", math.nan)
+    for k in ("ratio_mean", "ratio_max", "clip_frac", "seq_ratio_out_frac"):
+        out[f"train/{k}"] = sum(h[k] for h in later) / len(later) if later else math.nan
     out["steps"] = len(history)
     out["nan_skipped"] = len(history) - len(ok)
     return out

@@ -11,6 +11,7 @@ and bf16 autocast comes from the Accelerator's `mixed_precision`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import time
@@ -21,10 +22,14 @@ from typing import Any, Callable, Literal, Optional, Sequence
 
 import torch
 
-from .losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
-from .rollout import episode_token_layout, prompt_ids
+from .batching import collate, collate_layouts, pad_id, plan_micro_batches
+from .losses import Correction, ratio_stats, rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
+from .rollout import Layout, episode_token_layout, prompt_ids
 from .schema import Episode, Problem
 from .sft import weighted_sft_loss
+
+__all__ = ["Hyper", "collate", "collate_layouts", "plan_micro_batches", "train_on_episodes", "episode_advantages"]
+log = logging.getLogger("score.trainer")
 
 Stage = Literal["stage1", "stage2", "single_turn", "sft_both", "sft_turn2"]  # methods.Kind
 
@@ -46,6 +51,12 @@ class Hyper:
     micro_batch_tokens: Optional[int] = None  # and at most this many padded tokens (None: no limit)
     sft_steps: int = 0  # SFT stages: optimizer steps per iteration (= the RL steps: equal budgets)
     sft_batch: int = 0  # SFT stages: examples per step (= minibatch_prompts × k)
+    temperature: float = 1.0  # the rollout's sampling T: log-probs and KL are of softmax(z / T)
+    correction: Correction = "clip"  # off-policy correction of later minibatches (losses.pg_objective)
+    clip_eps: float = 0.2  # "clip": PPO's ε
+    truncate_at: float = 2.0  # "truncate": c in min(ρ, c)
+    mismatch_warn: float = 0.05  # warn when the first minibatch's mean |Δ log p| exceeds this
+    engine: str = "hf"  # which rollout engine sampled the traces (named in the mismatch log)
 
 
 def episode_advantages(
@@ -91,54 +102,6 @@ def episode_advantages(
     return groups, adv_1, adv_2
 
 
-Layout = tuple[list[int], int, int, int]  # (ids, x_len, y1_end, y2_start), see episode_token_layout
-
-
-def collate_layouts(layouts: Sequence[Layout], pad: int) -> dict[str, torch.Tensor]:
-    """Right-padded [x | y1 | B | y2] rows and the masks of each attempt's target tokens."""
-    width = max(len(ids) for ids, *_ in layouts)
-    input_ids = torch.full((len(layouts), width), pad, dtype=torch.long)  # (B, T)
-    attention_mask = torch.zeros((len(layouts), width), dtype=torch.long)  # (B, T)
-    mask_1 = torch.zeros((len(layouts), width - 1))  # (B, T−1) target is a y1 token
-    mask_2 = torch.zeros((len(layouts), width - 1))  # (B, T−1) target is a y2 token
-    for b, (ids, x_len, y1_end, y2_start) in enumerate(layouts):
-        input_ids[b, : len(ids)] = torch.tensor(ids)
-        attention_mask[b, : len(ids)] = 1
-        mask_1[b, x_len - 1 : y1_end - 1] = 1  # logits at t−1 predict token t
-        mask_2[b, y2_start - 1 : len(ids) - 1] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "mask_1": mask_1, "mask_2": mask_2}
-
-
-def _pad_id(tokenizer: Any) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-
-
-def collate(
-    tokenizer: Any, problems: dict[str, Problem], episodes: Sequence[Episode]
-) -> dict[str, torch.Tensor]:
-    """Right-padded [x | y1 | B | y2] rows and the masks of each attempt's target tokens."""
-    layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep) for ep in episodes]
-    return collate_layouts(layouts, _pad_id(tokenizer))
-
-
-def plan_micro_batches(lengths: Sequence[int], max_episodes: int, max_tokens: Optional[int]) -> list[list[int]]:
-    """Split positions 0..n−1 into micro-batches of ≤ max_episodes rows and, when
-    max_tokens is set, ≤ max_tokens padded tokens (rows × longest row; a single longer
-    row still gets its own micro-batch). Rows are sorted by length so padding is small."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    plans: list[list[int]] = []
-    for i in order:
-        cur = plans[-1] if plans else None
-        # rows arrive longest first, so the first row of `cur` is its longest
-        fits = cur is not None and len(cur) < max_episodes and (
-            max_tokens is None or (len(cur) + 1) * lengths[cur[0]] <= max_tokens)
-        if fits:
-            cur.append(i)  # type: ignore[union-attr]
-        else:
-            plans.append([i])
-    return plans
-
-
 def _forward_logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
@@ -160,18 +123,24 @@ def micro_step(
     policy: Any, ref_model: Optional[Any], batch: dict[str, torch.Tensor],
     adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one micro-batch (a mean over its episodes; not yet scaled for accumulation).
-    SFT stages read adv_1/adv_2 as per-episode weights (0 or 1) of each attempt's tokens."""
+    """Loss of one micro-batch (a mean over its episodes; not yet scaled for accumulation)
+    and its stats, incl. the sums of `losses.ratio_stats`. SFT stages read adv_1/adv_2 as
+    per-episode weights (0 or 1) of each attempt's tokens."""
     logits = _forward_logits(policy, batch)  # (B, T, V)
+    ids, targets, m1, m2 = batch["input_ids"], batch["targets"], batch["mask_1"], batch["mask_2"]
     if stage in ("sft_both", "sft_turn2"):
-        logp = token_logprobs(logits, batch["input_ids"])  # (B, T−1)
-        loss = weighted_sft_loss(logp, batch["mask_1"], batch["mask_2"], adv_1, adv_2)
+        logp = token_logprobs(logits, ids, targets)  # (B, T−1)
+        loss = weighted_sft_loss(logp, m1, m2, adv_1, adv_2)
         return loss, {"loss": float(loss.detach()), "pg_loss": float(loss.detach()), "kl_t1": 0.0, "kl_t2": 0.0}
     ref_logits = _ref_logits(policy, ref_model, batch)  # (B, T, V)
-    logp = token_logprobs(logits, batch["input_ids"])  # (B, T−1)
-    kl = token_kl(logits, ref_logits, batch["input_ids"], hp.kl_estimator)  # (B, T−1)
+    logp = token_logprobs(logits, ids, targets, hp.temperature)  # (B, T−1) log π_θ,T
+    kl = token_kl(logits, ref_logits, ids, hp.kl_estimator, targets, hp.temperature)  # (B, T−1)
+    known = batch["known"]
+    mu = torch.where(known > 0, batch["behaviour_logp"], logp.detach())  # (B, T−1) log μ; ρ = 1 if unknown
     beta2 = hp.beta2 if stage == "stage1" else 0.0
-    return score_loss(logp, kl, batch["mask_1"], batch["mask_2"], adv_1, adv_2, hp.beta1, beta2)
+    loss, stats = score_loss(logp, kl, m1, m2, adv_1, adv_2, hp.beta1, beta2, behaviour_logp=mu,
+                             correction=hp.correction, clip_eps=hp.clip_eps, truncate_at=hp.truncate_at)
+    return loss, {**stats, **ratio_stats(logp, batch["behaviour_logp"], known, m1, m2, hp.clip_eps)}
 
 
 def train_on_episodes(
@@ -201,17 +170,36 @@ def train_on_episodes(
         minibatches = rl_minibatches(groups, hp.minibatch_prompts, hp.epochs, random.Random(hp.seed))
     prompts = {pid: prompt_ids(tokenizer, problems[pid]) for pid in {ep.problem_id for ep in episodes}}
     layouts = [episode_token_layout(tokenizer, problems[ep.problem_id], ep, prompts[ep.problem_id]) for ep in episodes]
+    behaviour = [(ep.logp1, ep.logp2) for ep in episodes]
     history: list[dict[str, float]] = []
     policy.train()
     for idx in minibatches:
         stats = _optimizer_step(policy, ref_model, optimizer, accelerator, [layouts[i] for i in idx],
-                                _pad_id(tokenizer), adv_1[idx], adv_2[idx], stage, hp)
+                                [behaviour[i] for i in idx], pad_id(tokenizer), adv_1[idx], adv_2[idx], stage, hp)
         stats["reward1"] = _mean([episodes[i].reward1 for i in idx])
         stats["reward2"] = _mean([episodes[i].reward2 for i in idx])
+        if not history and stage not in ("sft_both", "sft_turn2"):
+            check_mismatch(stats, hp)
         history.append(stats)
         if progress:
             progress(1)
     return history
+
+
+def check_mismatch(first: dict[str, float], hp: Hyper) -> None:
+    """The rollout/trainer mismatch check. On the first minibatch θ is the policy that
+    sampled, so π_θ and the recorded μ must agree up to numerics; warn loudly if not."""
+    if not first.get("behaviour_tokens"):
+        log.warning("rollout traces carry no behaviour log-probs (engine %s): importance ratios "
+                    "are taken as 1 and the rollout/trainer mismatch cannot be checked", hp.engine)
+        return
+    mean, worst = first["logp_absdiff_mean"], first["logp_absdiff_max"]
+    if mean > hp.mismatch_warn:
+        log.warning("ROLLOUT/TRAINER MISMATCH: mean |Δ log p| = %.4f (max %.4f) over %d tokens on the "
+                    "first minibatch (engine %s) exceeds train.mismatch_warn = %g — the sampler and the "
+                    "trainer disagree (dtype, temperature, a context the trainer does not see); the traces "
+                    "are off-policy by that much", mean, worst, int(first["behaviour_tokens"]), hp.engine,
+                    hp.mismatch_warn)
 
 
 def rl_minibatches(groups: list[list[int]], minibatch_prompts: int, epochs: int,
@@ -253,22 +241,26 @@ def sft_weights(n: int, stage: Stage) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _optimizer_step(
     policy: Any, ref_model: Optional[Any], optimizer: torch.optim.Optimizer, accelerator: Any,
-    layouts: list[Layout], pad: int, adv_1: torch.Tensor, adv_2: torch.Tensor, stage: Stage, hp: Hyper,
+    layouts: list[Layout], behaviour: list, pad: int, adv_1: torch.Tensor, adv_2: torch.Tensor,
+    stage: Stage, hp: Hyper,
 ) -> dict[str, float]:
     t0 = time.perf_counter()
     world, rank, dev = accelerator.num_processes, accelerator.process_index, accelerator.device
     n_global = len(layouts)
     mine = list(range(rank, n_global, world))  # this process's shard of the minibatch
     plans = [[mine[j] for j in mb] for mb in
-             plan_micro_batches([len(layouts[i][0]) for i in mine], hp.micro_batch_episodes, hp.micro_batch_tokens)]
+             plan_micro_batches([len(layouts[i].ids) for i in mine], hp.micro_batch_episodes, hp.micro_batch_tokens)]
     if not plans:  # more processes than episodes: join the gradient all-reduce with a zero-weight pass
         plans, zero_weight = [[0]], True
     else:
         zero_weight = False
     optimizer.zero_grad(set_to_none=True)
     sums = torch.zeros(len(STAT_KEYS) + 2, device=dev)  # weighted stats, non-finite flag, tokens
+    ratio = torch.zeros(len(RATIO_SUMS), device=dev)  # ratio_stats sums (exact over micro-batches)
+    peaks = torch.zeros(len(RATIO_MAXES), device=dev)  # ratio_stats maxima
     for m, mb in enumerate(plans):
-        batch = {k: v.to(dev) for k, v in collate_layouts([layouts[i] for i in mb], pad).items()}
+        batch = {k: v.to(dev) for k, v in collate_layouts(
+            [layouts[i] for i in mb], pad, [behaviour[i] for i in mb]).items()}
         weight = 0.0 if zero_weight else len(mb) * world / n_global  # mean over the global minibatch
         sync = contextlib.nullcontext() if m == len(plans) - 1 else accelerator.no_sync(policy)
         with sync:  # all-reduce gradients only on the last micro-batch
@@ -279,8 +271,13 @@ def _optimizer_step(
         sums[-1] += 0 if zero_weight else int(batch["attention_mask"].sum())
         for j, key in enumerate(STAT_KEYS):
             sums[j] += stats[key] * weight / world
+        if not zero_weight:
+            ratio += torch.tensor([stats.get(k, 0.0) for k in RATIO_SUMS], device=dev)
+            peaks = torch.maximum(peaks, torch.tensor([stats.get(k, 0.0) for k in RATIO_MAXES], device=dev))
     if world > 1:
         sums = accelerator.reduce(sums, reduction="sum")
+        ratio = accelerator.reduce(ratio, reduction="sum")
+        peaks = accelerator.gather(peaks.unsqueeze(0)).max(0).values
     if sums[-2] > 0:  # every process agrees: skip the step
         optimizer.zero_grad(set_to_none=True)
         return {"nan_skipped": 1.0, "loss": float("nan"), "step_s": time.perf_counter() - t0}
@@ -289,11 +286,24 @@ def _optimizer_step(
     dt = time.perf_counter() - t0
     out = {key: float(sums[j]) for j, key in enumerate(STAT_KEYS)}
     grad_norm = math.nan if grad_norm is None else float(grad_norm)  # DeepSpeed clips itself
-    return {**out, "grad_norm": grad_norm, "nan_skipped": 0.0, "step_s": dt,
+    return {**out, **_ratio_summary(ratio, peaks), "grad_norm": grad_norm, "nan_skipped": 0.0, "step_s": dt,
             "tokens_per_s": float(sums[-1]) / dt if dt > 0 else 0.0}
 
 
 STAT_KEYS = ("loss", "pg_loss", "kl_t1", "kl_t2")
+RATIO_SUMS = ("n_tok", "absdiff_sum", "ratio_sum", "clipped", "n_seq", "seq_out")
+RATIO_MAXES = ("absdiff_max", "ratio_max")
+
+
+def _ratio_summary(sums: torch.Tensor, peaks: torch.Tensor) -> dict[str, float]:
+    """Per-step importance-ratio statistics (tokens with a recorded behaviour log-prob)."""
+    s = dict(zip(RATIO_SUMS, sums.tolist()))
+    p = dict(zip(RATIO_MAXES, peaks.tolist()))
+    n, n_seq = max(s["n_tok"], 1.0), max(s["n_seq"], 1.0)
+    return {"behaviour_tokens": s["n_tok"], "logp_absdiff_mean": s["absdiff_sum"] / n,
+            "logp_absdiff_max": p["absdiff_max"], "ratio_mean": s["ratio_sum"] / n if s["n_tok"] else 1.0,
+            "ratio_max": p["ratio_max"], "clip_frac": s["clipped"] / n,
+            "seq_ratio_out_frac": s["seq_out"] / n_seq}
 
 
 def _mean(values: Sequence[Optional[float]]) -> float:

@@ -18,7 +18,8 @@ COLUMNS = [
     ("accuracy_t1", "Accuracy@t1"), ("accuracy_t2", "Accuracy@t2"), ("delta_t1_t2", "Δ(t1,t2)"),
     ("delta_i_to_c", "Δi→c"), ("delta_c_to_i", "Δc→i"), ("unchanged_rate", "unchanged"),
 ]
-TRAIN_KEYS = ("loss", "reward1", "reward2", "kl_t1", "kl_t2", "grad_norm")
+TRAIN_KEYS = ("loss", "reward1", "reward2", "kl_t1", "kl_t2", "grad_norm",
+              "mismatch_mean_abs_logp", "mismatch_max_abs_logp", "ratio_mean", "clip_frac", "seq_ratio_out_frac")
 
 
 def _pct(x: Any) -> str:

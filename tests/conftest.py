@@ -29,3 +29,26 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"shared data not found at {SHARED_DATA}; tests need ../shared/data beside the repo")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(model, tokenizer): a random 1-layer debug Llama (seconds on a CPU), left padding."""
+    import torch
+
+    from score_core.config import DebugBaseConfig
+    from score_core.debug_model import build_model, build_tokenizer
+
+    torch.manual_seed(0)
+    tok = build_tokenizer()
+    tok.padding_side = "left"
+    cfg = DebugBaseConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    return build_model(cfg, tok).eval(), tok
+
+
+@pytest.fixture(scope="module")
+def problems():
+    """Six synthetic a·x+b=c training problems."""
+    from score_core.synthetic import make_problems
+
+    return make_problems("synth_linear", 6, 0, "train")

@@ -117,3 +117,68 @@ def test_shape_checks():
         shaped_rewards(torch.zeros(2), torch.zeros(3), 1.0)
     with pytest.raises(ValueError):
         rloo_advantages(torch.zeros(4), torch.ones(4, dtype=torch.bool))
+
+
+def test_pg_objective_clip_hand_computed():
+    from score_core.losses import pg_objective
+
+    # ρ = [2, 1, 0.5, 0.5]; A = [+1, −1, +1, −1]; ε = 0.2
+    logp = torch.log(torch.tensor([[0.5, 0.9, 0.1, 0.1]])).requires_grad_()
+    mu = torch.log(torch.tensor([[0.25, 0.9, 0.2, 0.2]]))
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    j = pg_objective(logp, mu, adv, "clip", clip_eps=0.2)
+    # min(2·1, 1.2·1) = 1.2 (clipped); −1; min(0.5, 0.8) = 0.5; min(−0.5, −0.8) = −0.8 (clipped)
+    assert j.detach().tolist()[0] == pytest.approx([1.2, -1.0, 0.5, -0.8])
+    j.sum().backward()
+    # d/dlogp of ρ·A is ρ·A where unclipped, 0 where the clipped term is the minimum
+    assert logp.grad.tolist()[0] == pytest.approx([0.0, -1.0, 0.5, 0.0])
+
+
+def test_pg_objective_truncate_and_none_hand_computed():
+    from score_core.losses import pg_objective
+
+    logp = torch.log(torch.tensor([[0.6, 0.1]])).requires_grad_()
+    mu = torch.log(torch.tensor([[0.2, 0.2]]))  # ρ = [3, 0.5]
+    adv = torch.tensor([[2.0, -1.0]])
+    pg_objective(logp, mu, adv, "truncate", truncate_at=2.0).sum().backward()
+    assert logp.grad.tolist()[0] == pytest.approx([2.0 * 2.0, 0.5 * -1.0])  # min(ρ, 2)·A
+    logp.grad = None
+    pg_objective(logp, mu, adv, "none").sum().backward()
+    assert logp.grad.tolist()[0] == pytest.approx([2.0, -1.0])  # REINFORCE ignores μ
+    with pytest.raises(ValueError):
+        pg_objective(logp, mu, adv, "ppo")
+
+
+def test_clipped_loss_equals_reinforce_gradient_on_policy():
+    """At ρ = 1 (the first minibatch) every correction has REINFORCE's gradient."""
+    g = torch.Generator().manual_seed(1)
+    logp0 = -torch.rand(3, 5, generator=g)
+    m1 = (torch.rand(3, 5, generator=g) > 0.5).float()
+    m2 = 1 - m1
+    a1, a2 = torch.randn(3, generator=g), torch.randn(3, generator=g)
+    grads = []
+    for corr in ("none", "clip", "truncate"):
+        logp = logp0.clone().requires_grad_()
+        loss, _ = score_loss(logp, torch.zeros(3, 5), m1, m2, a1, a2, 0.0, 0.0,
+                             behaviour_logp=logp0.clone(), correction=corr)
+        loss.backward()
+        grads.append(logp.grad)
+    expected = -(a1.unsqueeze(1) * m1 + a2.unsqueeze(1) * m2) / 3  # −mean_b A·∇Σ logp
+    for g_ in grads:
+        assert torch.allclose(g_, expected, atol=1e-6)
+
+
+def test_ratio_stats_hand_computed():
+    from score_core.losses import ratio_stats
+
+    logp = torch.log(torch.tensor([[0.5, 0.9, 0.3]]))
+    mu = torch.log(torch.tensor([[0.2, 0.9, 0.0001]]))  # ρ = [2.5, 1, (unknown)]
+    known = torch.tensor([[1.0, 1.0, 0.0]])
+    m1, m2 = torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[0.0, 1.0, 1.0]])
+    s = ratio_stats(logp, mu, known, m1, m2, clip_eps=0.2)
+    assert s["n_tok"] == 2 and s["n_seq"] == 2
+    assert s["absdiff_sum"] == pytest.approx(math.log(2.5), abs=1e-6)
+    assert s["absdiff_max"] == pytest.approx(math.log(2.5), abs=1e-6)
+    assert s["ratio_sum"] == pytest.approx(3.5, abs=1e-5) and s["ratio_max"] == pytest.approx(2.5, abs=1e-5)
+    assert s["clipped"] == 1  # only ρ = 2.5 lies outside [0.8, 1.2]
+    assert s["seq_out"] == 1  # attempt 1's sequence ratio 2.5 > 2; attempt 2's is 1
