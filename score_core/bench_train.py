@@ -41,8 +41,8 @@ def plain_step(policy: Any, ref: Any, opt: torch.optim.Optimizer, batch: dict[st
         logits = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         with torch.no_grad():
             ref_logits = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logp = token_logprobs(logits, batch["input_ids"])
-        kl = token_kl(logits, ref_logits, batch["input_ids"], hp.kl_estimator)
+        logp = token_logprobs(logits, batch["input_ids"], batch["targets"])
+        kl = token_kl(logits, ref_logits, batch["input_ids"], hp.kl_estimator, batch["targets"])
         loss, _ = score_loss(logp, kl, batch["mask_1"], batch["mask_2"], adv_1, adv_2, hp.beta1, 0.0)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), hp.max_grad_norm)
