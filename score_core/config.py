@@ -75,7 +75,11 @@ class ModelConfig(_Strict):
     path: Optional[str] = Field(
         None, description="HF hub name or local model directory. Unset: build the debug base model.")
     debug_base: DebugBaseConfig = Field(default_factory=DebugBaseConfig, description="Used when `path` is unset.")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype for rollout and training.")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Compute dtype. Rollout and evaluation load the weights in it; training "
+        "keeps float32 master weights (all weights, or the LoRA adapter), float32 Adam state, a float32 "
+        "reference model and float32 checkpoints, and 'bfloat16' autocasts its forward to bf16 "
+        "(Accelerator mixed_precision='bf16'). The frozen base under LoRA stays in this dtype.")
     lora: bool = Field(False, description="Train a LoRA adapter (peft) instead of all weights.")
     lora_rank: int = Field(8, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(16, ge=1, description="LoRA alpha.")

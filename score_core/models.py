@@ -42,7 +42,25 @@ def load_tokenizer(path: str) -> Any:
 
 
 def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> Any:
-    """A causal LM from a hub name, a full checkpoint dir, or a LoRA adapter dir."""
+    """A causal LM from a hub name, a full checkpoint dir, or a LoRA adapter dir.
+
+    Precision rule (`model.dtype`; `steps.train_step` builds the training side from it):
+    `bfloat16` means bf16 *compute*, never bf16 master weights. Every weight the optimizer
+    updates is held in float32, so Adam's moments are float32 too, and the bf16 forward
+    comes from the Accelerator's `mixed_precision="bf16"` autocast. (In pure bf16 an Adam
+    step of lr 1e-5 on a weight of magnitude ≳ 0.005 is below half a bf16 ULP and rounds
+    away: after 10 steps only ~1-15% of the weights had changed at all.)
+
+    - `trainable=False` (rollout, evaluation, the frozen base under a LoRA adapter): every
+      weight in `dtype`, frozen, eval mode. The rollout may load an fp32 checkpoint as bf16.
+    - `trainable=True`, full weights: the whole model in float32 (the master weights),
+      whatever `dtype` says; train mode.
+    - `trainable=True`, LoRA adapter dir: the base in `dtype`, frozen (it never changes, so
+      nothing is lost; under bf16 autocast its matmuls run in bf16 either way, and it is
+      half the memory of fp32), the adapter's weights in float32 and trainable.
+    Checkpoints are saved in the parameters' dtype (`save_checkpoint`), i.e. float32 for
+    whatever was trained: no update is rounded away between stage iterations.
+    """
     from transformers import AutoModelForCausalLM
 
     _quiet_transformers()
@@ -52,8 +70,10 @@ def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> An
 
         base = AutoModelForCausalLM.from_pretrained(_adapter_base(path), dtype=torch_dtype)
         model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
+        if trainable:
+            _trainable_to_fp32(model)
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if trainable else torch_dtype)
     model.train(trainable)
     if not trainable:
         model.requires_grad_(False)
@@ -61,10 +81,21 @@ def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> An
 
 
 def add_lora(model: Any, rank: int, alpha: int) -> Any:
+    """A trainable LoRA adapter (float32) on `model` (frozen, in its own dtype; see `load_model`)."""
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, cfg)
+    peft_model = get_peft_model(model, cfg)
+    _trainable_to_fp32(peft_model)
+    return peft_model.train(True)
+
+
+def _trainable_to_fp32(model: Any) -> None:
+    """Master weights: every parameter that requires grad is float32 (peft already upcasts
+    adapters of a bf16 base by default; this makes the rule independent of that default)."""
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
 
 
 def _adapter_base(path: str | os.PathLike) -> str:

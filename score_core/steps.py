@@ -130,20 +130,23 @@ def train_step(
 ) -> dict[str, Any]:
     """One iteration of training (`stage` is a `methods.Kind`; `alpha` overrides
     train.alpha, e.g. 0 for the no-shaping ablations); saves a checkpoint (+ optimizer
-    state) atomically."""
-    from accelerate import Accelerator
+    state) atomically.
 
+    Precision (`model.dtype: bfloat16` = bf16 compute, fp32 master weights; built by
+    `build_training`, also under `accelerate launch`): the trainable parameters (all weights,
+    or the LoRA adapter) are float32 and so is Adam's state; the Accelerator's
+    `mixed_precision="bf16"` autocasts the forward of policy and reference (the trainer runs
+    both under `accelerator.autocast()`). The frozen reference of full fine-tuning is float32
+    too, so at the first step π_θ and π_ref run the very same computation and the KL is
+    exactly 0 (a bf16 reference would differ from the fp32-residual policy by rounding alone;
+    the cost is 2 extra bytes per parameter). Under LoRA the base weights stay in `dtype`,
+    frozen, and π_ref is the same model with the adapter off. The checkpoint (weights or
+    adapter, and optimizer.pt) is saved in float32; the rollout step loads it in `dtype`."""
     torch.manual_seed(cfg.train.seed + iteration)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision="bf16" if cfg.model.dtype == "bfloat16" else "no")
-    tokenizer = load_tokenizer(policy_dir)
-    policy, ref_model = _policy_and_reference(cfg, policy_dir, base_dir)
-    params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
-    resumed_optimizer = load_optimizer_state(optimizer, policy_dir)
-    policy, optimizer = accelerator.prepare(policy, optimizer)
-    if ref_model is not None:
-        ref_model.to(accelerator.device)
+    built = build_training(cfg, policy_dir, base_dir)
+    accelerator, tokenizer, policy, ref_model, optimizer = (
+        built.accelerator, built.tokenizer, built.policy, built.ref_model, built.optimizer)
+    resumed_optimizer = built.resumed_optimizer
     episodes = read_episodes(traces_path)
     problems = {p.problem_id: p for p in read_problems(problems_path)}
     hp = _hyper(cfg, iteration, alpha)
@@ -181,16 +184,43 @@ def _generation_eos(model_dir: str) -> set[int]:
     return set(eos) if isinstance(eos, list) else ({eos} if isinstance(eos, int) else set())
 
 
+def build_training(cfg: RunConfig, policy_dir: str, base_dir: str) -> Any:
+    """`train_step`'s construction (see its docstring for the precision rule): a namespace
+    with `accelerator`, `tokenizer`, `policy` and `optimizer` (both `accelerator.prepare`d),
+    `ref_model` (None under LoRA) and `resumed_optimizer` (Adam's moments were loaded)."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    # An explicit mixed_precision wins over `accelerate launch --mixed_precision` / its config file.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision="bf16" if cfg.model.dtype == "bfloat16" else "no")
+    tokenizer = load_tokenizer(policy_dir)
+    policy, ref_model = _policy_and_reference(cfg, policy_dir, base_dir)
+    params = [p for p in policy.parameters() if p.requires_grad]
+    low = sorted({str(p.dtype) for p in params if p.dtype != torch.float32})
+    if low:  # never pure-bf16 Adam: its updates at lr ~1e-5 round away
+        raise TypeError(f"trainable parameters must be float32 master weights, found {low}")
+    optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
+    resumed_optimizer = load_optimizer_state(optimizer, policy_dir)  # cast to the params' float32
+    policy, optimizer = accelerator.prepare(policy, optimizer)
+    if ref_model is not None:
+        ref_model.to(accelerator.device)
+    return SimpleNamespace(accelerator=accelerator, tokenizer=tokenizer, policy=policy, ref_model=ref_model,
+                           optimizer=optimizer, resumed_optimizer=resumed_optimizer)
+
+
 def _policy_and_reference(cfg: RunConfig, policy_dir: str, base_dir: str) -> tuple[Any, Optional[Any]]:
-    """Full fine-tuning: trainable policy + frozen copy of the base as π_ref.
-    LoRA: the adapter is trained and π_ref is the same model with the adapter disabled."""
+    """Full fine-tuning: trainable float32 policy + frozen float32 copy of the base as π_ref.
+    LoRA: the float32 adapter is trained on the frozen base (in `model.dtype`), and π_ref is
+    the same model with the adapter disabled."""
     if cfg.model.lora:
         if is_adapter_dir(policy_dir):
             return load_model(policy_dir, cfg.model.dtype, trainable=True), None
-        base = load_model(policy_dir, cfg.model.dtype, trainable=True)
+        base = load_model(policy_dir, cfg.model.dtype, trainable=False)
         return add_lora(base, cfg.model.lora_rank, cfg.model.lora_alpha), None
     policy = load_model(policy_dir, cfg.model.dtype, trainable=True)
-    return policy, load_model(base_dir, cfg.model.dtype, trainable=False)
+    return policy, load_model(base_dir, "float32", trainable=False)
 
 
 def _summarise(history: list[dict[str, float]]) -> dict[str, float]:
