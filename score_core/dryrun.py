@@ -4,16 +4,26 @@ Field checks beyond the pydantic schema, the batch arithmetic of a run, and a pe
 memory estimate. Model sizes come from a local `config.json` or, for a hub name, from a
 small table of the models this project's recipes name (unknown hub models: no estimate).
 
-Memory model (bytes; P parameters, b bytes per weight, N processes, T tokens of one
-micro-batch, V vocabulary, L layers, h width):
-- full fine-tuning: policy weights P·b + gradients P·b + Adam moments 2·P·b (the trainer's
-  Adam keeps the weights' dtype) + frozen reference P·b; FSDP/ZeRO divide all but the
-  reference by N;
-- LoRA: base P·b (the reference is the same weights with the adapter off) + ~1% adapter;
-- activations ≈ T·L·h·34·b/2 (Korthikanti et al. 2022, no recomputation, SDPA attention)
+Memory model (bytes; P parameters, A LoRA adapter parameters, c bytes per compute weight
+(model.dtype: 2 for bfloat16, 4 for float32), N processes, T tokens of one micro-batch, V
+vocabulary, L layers, h width). It follows the precision rule of `models.load_model`:
+whatever is trained is held in float32.
+- full fine-tuning: float32 master weights 4P + float32 gradients 4P + Adam's two float32
+  moments 8P; under bf16 autocast the bf16 casts of the trainable weights, 2P, live from
+  forward to backward (autograd saves them); the frozen reference is float32, 4P (π_ref
+  runs the same computation as π_θ: KL = 0 at the first step). FSDP/ZeRO divide what they
+  shard by N (read from train.accelerate_config: FSDP FULL_SHARD all three, SHARD_GRAD_OP
+  gradients and Adam; ZeRO stage 1 Adam, 2 + gradients, 3 + weights); the reference is
+  never sharded;
+- LoRA: the frozen base in model.dtype, P·c (it is also π_ref: adapter off), plus the
+  adapter in float32: weights 4A + gradients 4A + Adam 8A, A = L·r·(9h + 2·kv + 3·i)
+  (r·(in + out) for each of q, k, v, o, gate, up, down);
+- activations ≈ T·L·h·34·c/2 (Korthikanti et al. 2022, no recomputation, SDPA attention)
   plus logits ≈ 5·T·V·4 (policy and reference logits, two float32 log-softmaxes, probs);
-- rollout with the HF engine: weights P·b + KV cache 2·L·kv_heads·head_dim·b per token ×
-  rollout.batch_size × (typical long prompt of the data source + 2·max_new_tokens + 128).
+- rollout (its own step, not at the same time as training): the weights in model.dtype
+  P·c (an fp32 checkpoint is loaded as bf16), and with the HF engine a KV cache
+  2·L·kv_heads·head_dim·c per token × rollout.batch_size × (typical long prompt of the data
+  source + 2·max_new_tokens + 128); vLLM instead takes vllm_gpu_memory_utilization of the GPU.
 Estimates are ±30%; allocator fragmentation and CUDA context (~1 GB) come on top.
 """
 from __future__ import annotations
@@ -91,28 +101,61 @@ def batch_arithmetic(cfg: RunConfig) -> dict[str, Any]:
             "generated_tokens_per_iteration_max": t.prompts_per_iteration * k * 2 * cfg.rollout.max_new_tokens}
 
 
+def lora_params(a: dict[str, Any], rank: int) -> int:
+    """Adapter parameters of peft's "all-linear" LoRA (every linear of the blocks, not lm_head)."""
+    kv = a["kv_heads"] * (a["hidden"] // a["heads"])
+    return a["layers"] * rank * (9 * a["hidden"] + 2 * kv + 3 * a["intermediate"])
+
+
+def sharding(cfg: RunConfig) -> dict[str, int]:
+    """What FSDP/ZeRO (train.accelerate_config) divide by the number of processes: divisors of
+    the trainable weights, their gradients and Adam's moments."""
+    import yaml
+
+    n, path = cfg.train.num_processes, cfg.train.accelerate_config
+    c = yaml.safe_load(Path(path).read_text()) if path and Path(path).is_file() else None
+    c = c if isinstance(c, dict) else {}
+    shard = (False, False, False)
+    if c.get("distributed_type") == "FSDP":
+        strategy = str((c.get("fsdp_config") or {}).get("fsdp_sharding_strategy", "FULL_SHARD")).upper()
+        shard = {"FULL_SHARD": (True,) * 3, "HYBRID_SHARD": (True,) * 3, "SHARD_GRAD_OP": (False, True, True)}.get(
+            strategy, shard)
+    elif c.get("distributed_type") == "DEEPSPEED":
+        stage = int((c.get("deepspeed_config") or {}).get("zero_stage", 0))
+        shard = (stage >= 3, stage >= 2, stage >= 1)
+    return {k: n if on else 1 for k, on in zip(("weights", "grads", "adam"), shard)}
+
+
 def memory_per_gpu(cfg: RunConfig, a: dict[str, Any]) -> dict[str, float]:
-    """Estimated GiB per process for the training step and for HF-engine rollouts."""
-    P, b = n_params(a), (2 if cfg.model.dtype == "bfloat16" else 4)
-    N = cfg.train.num_processes
-    sharded = cfg.train.accelerate_config is not None and any(
-        s in cfg.train.accelerate_config.lower() for s in ("fsdp", "zero", "deepspeed"))
+    """Estimated GiB per process for the training step and for the rollout step, itemised."""
+    P, c = n_params(a), (2 if cfg.model.dtype == "bfloat16" else 4)
+    div = sharding(cfg)
     if cfg.model.lora:
-        state = P * b + 0.01 * P * 4 * 4  # base + adapter weights, grads, Adam (fp32)
-        ref = 0.0
+        A = lora_params(a, cfg.model.lora_rank)
+        trained = A
+        frozen_base = P * c
+        copies = 0.0  # the base is already in c; the adapter's bf16 casts are negligible
+        ref = 0.0  # π_ref = the same base with the adapter off
     else:
-        state = 4 * P * b / (N if sharded else 1)
-        ref = P * b
+        trained = P
+        frozen_base = 0.0
+        copies = 2 * P / div["weights"] if c == 2 else 0.0
+        ref = 4 * P
+    master, grads, adam = 4 * trained / div["weights"], 4 * trained / div["grads"], 8 * trained / div["adam"]
     seq = longest_episode_tokens(cfg)
     T = min(cfg.train.micro_batch_tokens or 1 << 62, cfg.train.micro_batch_episodes * seq)
-    act = T * a["layers"] * a["hidden"] * 34 * b / 2
+    act = T * a["layers"] * a["hidden"] * 34 * c / 2
     logits = 5 * T * a["vocab"] * 4
-    kv_per_token = 2 * a["layers"] * a["kv_heads"] * (a["hidden"] // a["heads"]) * b
-    rollout = P * b + kv_per_token * cfg.rollout.batch_size * seq
-    return {"params_billion": P / 1e9, "train_weights_grads_adam_gib": state / GB, "train_reference_gib": ref / GB,
-            "train_activations_gib": act / GB, "train_logits_gib": logits / GB,
-            "train_total_gib": (state + ref + act + logits) / GB, "rollout_hf_total_gib": rollout / GB,
-            "micro_batch_tokens_assumed": float(T)}
+    train = master + grads + adam + copies + frozen_base + ref + act + logits
+    kv_per_token = 2 * a["layers"] * a["kv_heads"] * (a["hidden"] // a["heads"]) * c
+    kv = kv_per_token * cfg.rollout.batch_size * seq
+    return {"params_billion": P / 1e9, "trainable_params_billion": trained / 1e9,
+            "train_master_weights_fp32_gib": master / GB, "train_grads_fp32_gib": grads / GB,
+            "train_adam_moments_fp32_gib": adam / GB, "train_autocast_weight_copies_gib": copies / GB,
+            "train_frozen_base_gib": frozen_base / GB, "train_reference_gib": ref / GB,
+            "train_activations_gib": act / GB, "train_logits_gib": logits / GB, "train_total_gib": train / GB,
+            "rollout_weights_gib": P * c / GB, "rollout_hf_kv_cache_gib": kv / GB,
+            "rollout_hf_total_gib": (P * c + kv) / GB, "micro_batch_tokens_assumed": float(T)}
 
 
 def _count_rows(path: str) -> Optional[int]:
@@ -175,8 +218,9 @@ def print_dry_run(cfg: RunConfig) -> int:
         print(f"  {k}: {v}")
     if rep["memory_per_gpu"]:
         m = rep["memory_per_gpu"]
-        print(f"memory estimate per process ({m['params_billion']:.3f} B params, from {rep['model_source']}, "
-              f"{cfg.model.dtype}, {cfg.train.num_processes} process(es)):")
+        print(f"memory estimate per process ({m['params_billion']:.3f} B params, "
+              f"{m['trainable_params_billion']:.4f} B trained, from {rep['model_source']}, {cfg.model.dtype} compute, "
+              f"float32 master weights, {cfg.train.num_processes} process(es)):")
         for k, v in m.items():
             if k.endswith("_gib"):
                 print(f"  {k}: {v:.2f}")

@@ -12,6 +12,14 @@ subprocess. Every process loads the same episodes and takes its shard of each mi
 On a machine without CUDA `--multi_gpu` still starts N processes (torch.distributed.run)
 and `Accelerator(cpu=True)` joins them over gloo; accelerate 1.x's `--cpu` flag alone
 would start only one process.
+
+Precision is the config's, not the launcher's: each process builds its model, optimizer and
+Accelerator with `steps.build_training`, exactly as the one-process step does (float32
+master weights, Adam state, reference and checkpoint; `model.dtype: bfloat16` autocasts the
+forward). The explicit `Accelerator(mixed_precision=...)` there wins over the
+`--mixed_precision no` below (the ACCELERATE_MIXED_PRECISION it sets; tests/test_precision.py
+checks it); with a config file keep its `mixed_precision` equal to model.dtype (DeepSpeed
+takes bf16 from its own config; the GPU files in configs/accelerate say bf16).
 """
 from __future__ import annotations
 
