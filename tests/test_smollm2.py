@@ -180,3 +180,29 @@ def test_report_and_metrics(run):
     report = (run_dir / "report.md").read_text()
     assert "after Stage II" in report and "smollm2_gsm8k" in report
     assert [e["stage"] for e in result["evals"]] == ["base", "stage2"]
+
+
+def test_trainer_scores_what_the_rollout_sampled(run):
+    """The rollout/trainer mismatch check on a real chat template: on each iteration's first
+    minibatch (θ = the sampling policy, fp32) the trainer's log-probabilities of every sampled
+    token — y1's turn-end token included — equal the rollout's recorded ones."""
+    cfg, run_dir, result = run
+    tok_end = _end_ids(cfg)
+    for it, episodes in _rollouts(run_dir).items():
+        for e in episodes:
+            for ids, stop, logp, cut in ((e.y1_ids, e.stop1_id, e.logp1, e.truncated1),
+                                         (e.y2_ids, e.stop2_id, e.logp2, e.truncated2)):
+                assert (stop is None) == cut and (cut or stop in tok_end)
+                assert len(logp) == len(ids) + (not cut) and all(v <= 0 for v in logp)
+            assert e.temperature == cfg.rollout.temperature
+    assert len(result["train"]) == 2
+    for step in result["train"]:
+        assert step["train/mismatch_mean_abs_logp"] < 1e-3, step
+        assert step["train/mismatch_max_abs_logp"] < 5e-2, step
+
+
+def _end_ids(cfg) -> set:
+    from score_core.models import load_tokenizer
+    from score_core.steps import _generation_eos
+
+    return {load_tokenizer(str(MODEL)).eos_token_id} | _generation_eos(str(MODEL))

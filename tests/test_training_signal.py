@@ -100,7 +100,7 @@ def _graded_rollout(model, tok, problems, temperature, seed=0):
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
-def test_first_minibatch_logprobs_match_the_rollouts(tiny, problems, temperature):
+def test_first_minibatch_logprobs_match_the_rollouts(tiny, problems, temperature, caplog):
     """The rollout/trainer mismatch check: at θ = the sampler, |Δ log p| is float rounding."""
     model, tok = tiny
     eps = _graded_rollout(model, tok, problems, temperature)
@@ -115,8 +115,12 @@ def test_first_minibatch_logprobs_match_the_rollouts(tiny, problems, temperature
     assert first["logp_absdiff_max"] < 1e-4, first
     assert first["ratio_mean"] == pytest.approx(1.0, abs=1e-4)
     if temperature != 1.0:  # the old trainer scored T = 0.5 samples at T = 1: far off-policy
-        stale = _train(copy.deepcopy(model), model, tok, problems, eps, _hp(temperature=1.0, lr=1e-6))
+        with caplog.at_level("WARNING", logger="score.trainer"):
+            stale = _train(copy.deepcopy(model), model, tok, problems, eps, _hp(temperature=1.0, lr=1e-6))
         assert stale[0]["logp_absdiff_mean"] > 0.05
+        assert "ROLLOUT/TRAINER MISMATCH" in caplog.text  # loudly
+    else:
+        assert "MISMATCH" not in caplog.text
 
 
 def test_later_minibatch_ratios_match_an_independent_recomputation(tiny, problems):
