@@ -87,7 +87,7 @@ def longest_episode_tokens(cfg: RunConfig) -> int:
 
 def batch_arithmetic(cfg: RunConfig) -> dict[str, Any]:
     t, k = cfg.train, cfg.rollout.k
-    episodes = t.minibatch_prompts * k
+    episodes = cfg.minibatch_prompts * k  # all prompts of an iteration with train.strict_on_policy
     shard = -(-episodes // t.num_processes)
     steps = cfg.steps_per_iteration * len(t.schedule)
     per_mb = t.micro_batch_episodes
@@ -186,7 +186,7 @@ def checks(cfg: RunConfig) -> tuple[list[str], list[str]]:
                         "prompts repeat within an iteration")
     if cfg.rollout.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         warnings.append("rollout.engine: vllm, but vLLM is not installed here (pip install 'score[vllm]')")
-    if cfg.train.num_processes > 1 and cfg.train.minibatch_prompts * cfg.rollout.k < cfg.train.num_processes:
+    if cfg.train.num_processes > 1 and cfg.minibatch_prompts * cfg.rollout.k < cfg.train.num_processes:
         errors.append("train.minibatch_prompts × rollout.k must be ≥ train.num_processes (each process needs episodes)")
     if cfg.train.accelerate_config and not Path(cfg.train.accelerate_config).is_file():
         errors.append(f"train.accelerate_config: no such file: {cfg.train.accelerate_config}")
