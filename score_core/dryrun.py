@@ -31,6 +31,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,6 +45,9 @@ KNOWN = {
     "HuggingFaceTB/SmolLM2-135M-Instruct": (576, 30, 9, 3, 1536, 49152, True, False),
     "meta-llama/Meta-Llama-3-8B-Instruct": (4096, 32, 32, 8, 14336, 128256, False, False),
 }
+# a hub dataset name is checked for its form only: the dry run downloads nothing
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
+HUB_SPLIT = re.compile(r"[\w.-]+(\[[\w:%-]*\])?(\+[\w.-]+(\[[\w:%-]*\])?)*")
 PAPER = {"math": {"lr": 5e-6, "beta2": 0.1}, "code": {"lr": 1e-5, "beta2": 0.25}}
 GB = 1024 ** 3
 
@@ -176,10 +180,16 @@ def checks(cfg: RunConfig) -> tuple[list[str], list[str]]:
     errors, warnings = [], []
     for role in ("train", "eval"):
         ds = getattr(cfg.data, role)
-        if ds.path is None and ds.hub_name is None and not ds.source.startswith("synth"):
-            errors.append(f"data.{role}: set path (local file) or hub_name")
-        if ds.path is not None and not Path(ds.path).is_file():
-            errors.append(f"data.{role}.path: no such file: {ds.path}")
+        if ds.source.startswith("synth"):
+            continue
+        if ds.path is not None:
+            if not Path(ds.path).is_file():  # it may exist where the run runs: not needed to check
+                warnings.append(f"data.{role}.path: no such file here: {ds.path} (the run's prepare-data "
+                                "step needs it)")
+        elif ds.hub_name is not None and not HUB_NAME.fullmatch(ds.hub_name):
+            errors.append(f"data.{role}.hub_name {ds.hub_name!r}: expected OWNER/NAME or OWNER/NAME:CONFIG")
+        elif not HUB_SPLIT.fullmatch(ds.hub_split):
+            errors.append(f"data.{role}.hub_split {ds.hub_split!r}: expected a split name, or names joined by '+'")
     rows = _count_rows(cfg.data.train.path) if cfg.data.train.path else None
     if rows is not None and min(rows, cfg.data.train.limit or rows) < cfg.train.prompts_per_iteration:
         warnings.append(f"train.prompts_per_iteration {cfg.train.prompts_per_iteration} > {rows} train rows: "
@@ -202,10 +212,27 @@ def checks(cfg: RunConfig) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
+def data_sources(cfg: RunConfig) -> dict[str, str]:
+    """Where each data set will come from at the prepare-data step (nothing is read now)."""
+    from .problems import HUB_DEFAULTS
+
+    out = {}
+    for role in ("train", "eval"):
+        ds = getattr(cfg.data, role)
+        if ds.source.startswith("synth"):
+            out[role] = f"generated: {ds.source} (n={ds.n}, seed={ds.seed})"
+        elif ds.path is not None:
+            out[role] = f"local file: {ds.path}"
+        else:
+            name = ds.hub_name or ":".join(x for x in HUB_DEFAULTS[ds.source] if x)
+            out[role] = f"hub: {name} [{ds.hub_split}] (downloaded by the run, not by the dry run)"
+    return out
+
+
 def dry_run_report(cfg: RunConfig) -> dict[str, Any]:
     errors, warnings = checks(cfg)
     a = architecture(cfg)
-    return {"errors": errors, "warnings": warnings, "batch": batch_arithmetic(cfg),
+    return {"errors": errors, "warnings": warnings, "data": data_sources(cfg), "batch": batch_arithmetic(cfg),
             "memory_per_gpu": memory_per_gpu(cfg, a) if a else None,
             "model_source": a["source"] if a else None}
 
@@ -213,6 +240,9 @@ def dry_run_report(cfg: RunConfig) -> dict[str, Any]:
 def print_dry_run(cfg: RunConfig) -> int:
     """Print the report; return 2 when a check failed (the CLI's exit code), else 0."""
     rep = dry_run_report(cfg)
+    print("data:")
+    for role, where in rep["data"].items():
+        print(f"  {role}: {where}")
     print("batch arithmetic:")
     for k, v in rep["batch"].items():
         print(f"  {k}: {v}")
