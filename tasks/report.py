@@ -14,9 +14,12 @@ from score_core.schema import atomic_write_text
 
 from . import plots
 
+# "unchanged answer": y2 commits to y1's final answer (`unchanged_answer_rate`, the collapse
+# detector). The text-equality `unchanged_rate` is never 1 for formats whose y2 restates or checks
+# y1 before answering, so it is left to `score metrics` and metrics.json.
 COLUMNS = [
     ("accuracy_t1", "Accuracy@t1"), ("accuracy_t2", "Accuracy@t2"), ("delta_t1_t2", "Δ(t1,t2)"),
-    ("delta_i_to_c", "Δi→c"), ("delta_c_to_i", "Δc→i"), ("unchanged_rate", "unchanged"),
+    ("delta_i_to_c", "Δi→c"), ("delta_c_to_i", "Δc→i"), ("unchanged_answer_rate", "unchanged answer"),
 ]
 TRAIN_KEYS = ("loss", "reward1", "reward2", "kl_t1", "kl_t2", "grad_norm",
               "mismatch_mean_abs_logp", "mismatch_max_abs_logp", "ratio_mean", "clip_frac", "seq_ratio_out_frac")
