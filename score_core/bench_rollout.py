@@ -8,7 +8,8 @@ produce y1 and y2 for every prompt:
   (the engine this project had before `decode.py`);
 - `engine`: `decode.decode_turns` — both turns in one pass, turn 2 continues each row's
   cache, finished rows leave the batch.
-The engine's greedy outputs must equal the naive ones token for token (`identical`).
+The engine's greedy outputs must equal the naive ones token for token, stop token included
+(`identical`; the engine's recorded log-probs are not part of the comparison).
 Tokens/s counts generated tokens of y1 and y2 (EOS excluded) over wall time.
 """
 from __future__ import annotations
@@ -26,8 +27,13 @@ from .rollout import _eos_ids, _pad_id, two_turn_prompts
 def _strip(row: Sequence[int], eos: set[int], max_new_tokens: int) -> Generation:
     for i, tok in enumerate(row):
         if tok in eos:
-            return Generation(tuple(row[:i]), False)
+            return Generation(tuple(row[:i]), False, tok)
     return Generation(tuple(row), len(row) >= max_new_tokens)
+
+
+def sampled(gens: Sequence[Generation]) -> tuple[tuple[tuple[int, ...], bool, Optional[int]], ...]:
+    """What a rollout sampled, per attempt: (ids, truncated, stop_id) — the greedy comparison key."""
+    return tuple((g.ids, g.truncated, g.stop_id) for g in gens)
 
 
 def _generate(model: Any, batch: list[list[int]], max_new: int, eos: set[int], pad: int) -> list[Generation]:
@@ -82,12 +88,12 @@ def bench_rollout(model: Any, tokenizer: Any, problems: Sequence[Any], *, batch_
     for _ in range(repeats):  # alternate methods so load changes hit all of them alike
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            outputs[name] = [tuple(g) for g in fn()]
+            outputs[name] = [sampled(g) for g in fn()]
             seconds[name].append(time.perf_counter() - t0)
     result: dict[str, Any] = {"prompts": len(prompts), "batch_size": batch_size,
                               "max_new_tokens": max_new_tokens, "repeats": repeats}
     for name in methods:
-        tokens = sum(len(g.ids) for gens in outputs[name] for g in gens)
+        tokens = sum(len(ids) for gens in outputs[name] for ids, _, _ in gens)
         sec = statistics.median(seconds[name])
         result[name] = {"tokens": tokens, "seconds": sec, "tokens_per_s": tokens / sec}
     for name in methods:

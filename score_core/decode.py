@@ -13,11 +13,19 @@ rows (sorted by turn-1 prompt length, so left padding is small):
    ⊕ p — x ⊕ y1 is never recomputed — then y2 is decoded as in 2. Further attempts
    (`n_turns` > 2) repeat 3.
 
+Invariant (asserted after every forward): the attention mask has exactly one column per
+cached position, `mask.shape[1] == cache length`, in every turn, whether or not the batch has
+padding — every decoding step appends a column of ones, so a parked row's mask covers its
+whole cache of x ⊕ y1 (an earlier version stopped growing the mask once no row was padded,
+and re-batching then cropped the oldest cache entries: turn 2 lost part or all of x).
 Positions come from each row's own count of real tokens (padding and holes are masked;
 rotary positions are baked into the cached keys, so moving cache columns is harmless),
-so the distribution is exactly that of decoding the row alone; greedy outputs equal per-sample
-`generate` up to float rounding (checked by `score bench rollout` and the tests).
+so the distribution is exactly that of decoding the row alone; greedy outputs equal a naive
+uncached one-row decoder token for token (tests/test_decode_oracle.py) and per-sample
+`generate` (`score bench rollout`), up to float rounding.
 Sampling is plain temperature sampling (no top-k / top-p), like the HF path it replaces.
+Every attempt records the stop token it sampled and the log-probability of each sampled
+token under the sampling distribution (`Generation.logprobs`; a gather, no extra forward).
 """
 from __future__ import annotations
 
@@ -76,12 +84,16 @@ def decode_turns(
     return out  # type: ignore[return-value]
 
 
-def _next_tokens(logits: torch.Tensor, temperature: float) -> list[int]:
-    """logits (B, V) of the last position → one token per row (argmax, or a sample)."""
+def _next_tokens(logits: torch.Tensor, temperature: float) -> tuple[list[int], list[float]]:
+    """logits (B, V) of the last position → one token per row (argmax, or a sample) and its
+    log-probability under the sampling distribution: log_softmax(logits / T), T = 1 when greedy."""
+    scaled = logits.float() / temperature if temperature > 0 else logits.float()  # (B, V)
     if temperature <= 0:
-        return logits.argmax(-1).tolist()
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1).squeeze(1).tolist()
+        tokens = logits.argmax(-1)  # (B,)
+    else:
+        tokens = torch.multinomial(torch.softmax(scaled, dim=-1), 1).squeeze(1)  # (B,)
+    logp = torch.log_softmax(scaled, dim=-1).gather(1, tokens.unsqueeze(1)).squeeze(1)  # (B,)
+    return tokens.tolist(), logp.tolist()
 
 
 def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, ...]:
@@ -96,10 +108,16 @@ def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: 
     positions = (mask.cumsum(1) - 1).clamp(min=0)  # (B, T) each row counts from 0
     cache = DynamicCache(config=model.config)
     logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                   position_ids=positions.to(device), past_key_values=cache, use_cache=True,
+                   position_ids=positions.to(device), cache=cache, use_cache=True,
                    logits_to_keep=1).logits[:, -1]  # (B, V)
     next_pos = torch.tensor([len(p) for p in prompts], dtype=torch.long)  # (B,) position of the next token
     return cache, mask.to(device), next_pos.to(device), logits
+
+
+def _check_aligned(cache: Any, mask: torch.Tensor) -> None:
+    """The invariant: one mask column per cached position (see module docstring)."""
+    if mask.shape[1] != cache.get_seq_length():
+        raise AssertionError(f"attention mask width {mask.shape[1]} != KV cache length {cache.get_seq_length()}")
 
 
 @dataclass
@@ -107,7 +125,7 @@ class _Batch:
     """The rows decoding together: their KV cache and per-row bookkeeping."""
 
     cache: Any  # DynamicCache, (B, H, L, D) per layer
-    mask: torch.Tensor  # (B, L) 1 = real token in the cache (0 = left padding or a hole)
+    mask: torch.Tensor  # (B, L) 1 = real token in the cache (0 = left padding or a hole); L = cache length
     next_pos: torch.Tensor  # (B,) position id of each row's next token
     logits: torch.Tensor  # (B, V) next-token logits
     rows: list[int]  # bucket row of each batch row
@@ -118,7 +136,7 @@ class _Parked:
     """A row whose attempt ended, waiting for the next turn with its own cache."""
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (1, H, L_r, D)
-    mask: torch.Tensor  # (1, L_r)
+    mask: torch.Tensor  # (1, L_r), the same L_r as kv
     next_pos: int
     tail: list[int]  # a truncated attempt's last token, sampled but not yet fed
 
@@ -146,21 +164,24 @@ def _decode_turn(
     """Decode one attempt for every row of `b`; finished rows leave the batch (parked with
     a copy of their cache when another turn follows)."""
     ids: dict[int, list[int]] = {r: [] for r in b.rows}
+    logps: dict[int, list[float]] = {r: [] for r in b.rows}
     parked: dict[int, _Parked] = {}
-    padded = bool((b.mask == 0).any())
+    padded = bool((b.mask == 0).any())  # no zero column: the model needs no mask at all
     while True:
-        sampled = _next_tokens(b.logits, temperature)
+        _check_aligned(b.cache, b.mask)
+        sampled, sampled_logp = _next_tokens(b.logits, temperature)
         keep = []
         for a, r in enumerate(b.rows):
             tok = sampled[a]
             stop = tok in eos_ids
+            logps[r].append(sampled_logp[a])
             if not stop:
                 ids[r].append(tok)
             truncated = not stop and len(ids[r]) >= max_new_tokens
             if not (stop or truncated):
                 keep.append(a)
                 continue
-            out[r].append(Generation(tuple(ids[r]), truncated))
+            out[r].append(Generation(tuple(ids[r]), truncated, tok if stop else None, tuple(logps[r])))
             if park:
                 kv = [(layer.keys[a:a + 1].clone(), layer.values[a:a + 1].clone()) for layer in b.cache.layers]
                 parked[r] = _Parked(kv, b.mask[a:a + 1].clone(), int(b.next_pos[a]), [tok] if truncated else [])
@@ -174,10 +195,9 @@ def _decode_turn(
             b.cache.batch_select_indices(sel)
             b.mask, b.next_pos, b.rows = b.mask[sel], b.next_pos[sel], [b.rows[a] for a in keep]
             padded = padded and bool((b.mask == 0).any())
-        if padded:
-            b.mask = torch.cat([b.mask, b.mask.new_ones((len(b.rows), 1))], dim=1)  # (B, L+1)
+        b.mask = torch.cat([b.mask, b.mask.new_ones((len(b.rows), 1))], dim=1)  # (B, L+1): always, see invariant
         b.logits = model(input_ids=feed, attention_mask=b.mask if padded else None,
-                         position_ids=b.next_pos.unsqueeze(1), past_key_values=b.cache,
+                         position_ids=b.next_pos.unsqueeze(1), cache=b.cache,
                          use_cache=True).logits[:, -1]  # (B, V)
         b.next_pos = b.next_pos + 1
 
@@ -189,6 +209,10 @@ def _resume(model: Any, parked: dict[int, _Parked], suffixes: list[Sequence[int]
     from transformers import DynamicCache
 
     rows = sorted(parked)
+    for r in rows:
+        if parked[r].mask.shape[1] != parked[r].kv[0][0].shape[2]:
+            raise AssertionError(f"parked row {r}: mask width {parked[r].mask.shape[1]} != its cache length "
+                                 f"{parked[r].kv[0][0].shape[2]}")
     width = max(parked[r].mask.shape[1] for r in rows)
     blocks = [parked[r].tail + list(suffixes[r]) for r in rows]
     c = max(map(len, blocks))
@@ -206,12 +230,14 @@ def _resume(model: Any, parked: dict[int, _Parked], suffixes: list[Sequence[int]
         mask[i, width + c - len(blk):] = 1
         input_ids[i, c - len(blk):] = torch.tensor(blk, device=device)
         positions[i, c - len(blk):] = torch.arange(start, start + len(blk), device=device)
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                    use_cache=True, logits_to_keep=1).logits[:, -1]  # (B, V)
     next_pos = torch.tensor([parked[r].next_pos + len(b) for r, b in zip(rows, blocks)], device=device)
     return _Batch(cache, mask, next_pos, logits, rows)
 
 
 def _left_pad(t: torch.Tensor, width: int) -> torch.Tensor:
-    """(1, H, L, D) → (1, H, width, D) with zeros on the left (masked, never attended)."""
+    """(1, H, L, D) → (1, H, width, D) with zeros on the left (masked, never attended); never crops."""
+    if t.shape[2] > width:
+        raise AssertionError(f"cache of length {t.shape[2]} does not fit in width {width}")
     return torch.nn.functional.pad(t, (0, 0, width - t.shape[2], 0))

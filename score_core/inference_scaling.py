@@ -9,6 +9,10 @@
 - `sequential_attempts`: more than two sequential attempts, greedy: x ⊕ y1 ⊕ p ⊕ y2 ⊕ p ⊕ …
   with the same feedback-free instruction p after every attempt; Accuracy@t for t = 1..N.
 
+Both decode with the rollout engine (`decode.decode_turns`); `scaling_samples` and
+`sequential_generations` return the generations themselves (checked against a naive
+uncached decoder in tests/test_decode_oracle.py).
+
 Majority vote: the most frequent extracted answer (normalised), ties broken by first
 occurrence; a sample without an answer does not vote; a problem with no votes is wrong.
 Grading is `rewards.grade_text` on a response carrying the winning answer (math and
@@ -17,11 +21,11 @@ synthetic problems; code would need the sandbox and is not supported here).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import torch
 
-from .decode import decode_turns
+from .decode import Generation, decode_turns
 from .rewards import grade_text
 from .rollout import _eos_ids, _pad_id, two_turn_prompts
 from .schema import Problem
@@ -58,13 +62,22 @@ def _texts(tokenizer: Any, gens: Sequence[Any]) -> list[str]:
     return [tokenizer.decode(list(g.ids), skip_special_tokens=True) for g in gens]
 
 
-def parallel_vs_self_correct(
-    model: Any, tokenizer: Any, problems: Sequence[Problem], *, budget: int, temperature: float = 0.7,
-    max_new_tokens: int = 32, batch_size: int = 64, seed: int = 0,
-) -> dict[str, Any]:
-    """Accuracy of majority@b for parallel and for self-corrected samples, b = 2, 4, …, budget."""
-    if budget < 2 or budget % 2:
-        raise ValueError(f"budget must be an even number ≥ 2, got {budget}")
+class ScalingSamples(NamedTuple):
+    """The generations behind `parallel_vs_self_correct`, rows = problem × sample."""
+
+    parallel_prompts: list[list[int]]  # x, `budget` rows per problem
+    parallel: list[tuple[Generation, ...]]  # (y,) per row
+    self_correct_prompts: list[list[int]]  # x, `budget // 2` rows per problem
+    suffixes: list[list[int]]  # p per self-correct row
+    self_correct: list[tuple[Generation, ...]]  # (y1, y2) per row, y2 after x ⊕ y1 ⊕ p
+
+
+def scaling_samples(
+    model: Any, tokenizer: Any, problems: Sequence[Problem], *, budget: int, temperature: float,
+    max_new_tokens: int, batch_size: int, seed: int,
+) -> ScalingSamples:
+    """K parallel first attempts and K/2 two-attempt rollouts per problem, both with the
+    rollout engine (`decode.decode_turns`), seeded once."""
     eos, pad = _eos_ids(tokenizer, model), _pad_id(tokenizer)
     torch.manual_seed(seed)
     _, x, _ = two_turn_prompts(tokenizer, problems, budget)  # row = problem × sample
@@ -73,6 +86,19 @@ def parallel_vs_self_correct(
     _, x2, suffixes = two_turn_prompts(tokenizer, problems, budget // 2)
     seq = decode_turns(model, x2, suffixes, max_new_tokens=max_new_tokens, temperature=temperature,
                        batch_size=batch_size, eos_ids=eos, pad_id=pad)
+    return ScalingSamples(x, par, x2, suffixes, seq)
+
+
+def parallel_vs_self_correct(
+    model: Any, tokenizer: Any, problems: Sequence[Problem], *, budget: int, temperature: float = 0.7,
+    max_new_tokens: int = 32, batch_size: int = 64, seed: int = 0,
+) -> dict[str, Any]:
+    """Accuracy of majority@b for parallel and for self-corrected samples, b = 2, 4, …, budget."""
+    if budget < 2 or budget % 2:
+        raise ValueError(f"budget must be an even number ≥ 2, got {budget}")
+    samples = scaling_samples(model, tokenizer, problems, budget=budget, temperature=temperature,
+                              max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed)
+    par, seq = samples.parallel, samples.self_correct
     par_text = _texts(tokenizer, [g[0] for g in par])
     y1_text = _texts(tokenizer, [g[0] for g in seq])
     y2_text = _texts(tokenizer, [g[1] for g in seq])
@@ -92,6 +118,18 @@ def parallel_vs_self_correct(
             "single_sample_accuracy": single / len(problems), "curve": rows}
 
 
+def sequential_generations(
+    model: Any, tokenizer: Any, problems: Sequence[Problem], *, attempts: int, max_new_tokens: int,
+    batch_size: int, temperature: float = 0.0,
+) -> tuple[list[list[int]], list[list[int]], list[tuple[Generation, ...]]]:
+    """(x, p, attempts) per problem: attempt t continues x ⊕ y1 ⊕ p ⊕ … ⊕ y_{t−1} ⊕ p."""
+    _, x, suffixes = two_turn_prompts(tokenizer, problems, 1)
+    gens = decode_turns(model, x, suffixes if attempts > 1 else None, max_new_tokens=max_new_tokens,
+                        temperature=temperature, batch_size=batch_size, eos_ids=_eos_ids(tokenizer, model),
+                        pad_id=_pad_id(tokenizer), n_turns=attempts)
+    return x, suffixes, gens
+
+
 def sequential_attempts(
     model: Any, tokenizer: Any, problems: Sequence[Problem], *, attempts: int, max_new_tokens: int = 32,
     batch_size: int = 64, temperature: float = 0.0,
@@ -99,10 +137,9 @@ def sequential_attempts(
     """Accuracy@t for t = 1..attempts, each attempt after x ⊕ y1 ⊕ p ⊕ … ⊕ y_{t−1} ⊕ p."""
     if attempts < 1:
         raise ValueError("attempts must be ≥ 1")
-    _, x, suffixes = two_turn_prompts(tokenizer, problems, 1)
-    gens = decode_turns(model, x, suffixes if attempts > 1 else None, max_new_tokens=max_new_tokens,
-                        temperature=temperature, batch_size=batch_size, eos_ids=_eos_ids(tokenizer, model),
-                        pad_id=_pad_id(tokenizer), n_turns=attempts)
+    _, _, gens = sequential_generations(model, tokenizer, problems, attempts=attempts,
+                                        max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                        temperature=temperature)
     correct = [[float(grade_text(p, t).value or 0.0) for t in _texts(tokenizer, g)] for p, g in zip(problems, gens)]
     n = len(problems)
     acc = [sum(c[t] for c in correct) / n for t in range(attempts)]

@@ -58,18 +58,30 @@ def engine_args(model_dir: str, *, dtype: str, gpu_memory_utilization: float, te
 
 
 def sampling_args(max_new_tokens: int, temperature: float, seed: Optional[int], stop_token_ids: Iterable[int]) -> dict:
-    """Keyword arguments for `vllm.SamplingParams` matching the HF engine's sampling."""
+    """Keyword arguments for `vllm.SamplingParams` matching the HF engine's sampling.
+
+    Temperature 0 is vLLM's greedy decoding (no top-k 1: with processed log-probs a top-k
+    filter would make every sampled token's log-prob 0). `logprobs: 0` returns the sampled
+    token's log-prob only (`to_generation`)."""
     return {"n": 1, "max_tokens": max_new_tokens, "temperature": max(temperature, 0.0), "top_p": 1.0,
-            "top_k": -1 if temperature > 0 else 1, "seed": seed, "stop_token_ids": sorted(stop_token_ids),
-            "skip_special_tokens": False, "detokenize": False}
+            "top_k": -1, "seed": seed, "stop_token_ids": sorted(stop_token_ids),
+            "skip_special_tokens": False, "detokenize": False, "logprobs": 0}
 
 
-def to_generation(token_ids: Sequence[int], finish_reason: Optional[str], eos: set[int]) -> Generation:
-    """vLLM output → Generation: stop tokens removed, truncated when the length limit hit."""
+def to_generation(token_ids: Sequence[int], finish_reason: Optional[str], eos: set[int],
+                  logprobs: Optional[Sequence[Any]] = None) -> Generation:
+    """vLLM output → Generation: the stop token removed (and kept as `stop_id`), truncated
+    when the length limit hit. `logprobs`: `CompletionOutput.logprobs`, one entry per
+    generated token (stop token included) mapping token id → Logprob (or a float); the
+    sampled token's value of each becomes `Generation.logprobs` (empty when not requested)."""
     ids = list(token_ids)
-    if ids and ids[-1] in eos:
-        ids = ids[:-1]
-    return Generation(tuple(ids), finish_reason == "length")
+    stop_id = ids.pop() if ids and ids[-1] in eos else None
+    sampled: tuple[float, ...] = ()
+    if logprobs is not None:
+        if len(logprobs) != len(token_ids):
+            raise ValueError(f"{len(logprobs)} log-prob entries for {len(token_ids)} generated tokens")
+        sampled = tuple(float(getattr(entry[tok], "logprob", entry[tok])) for tok, entry in zip(token_ids, logprobs))
+    return Generation(tuple(ids), stop_id is None and finish_reason == "length", stop_id, sampled)
 
 
 class VLLMEngine:
@@ -80,9 +92,11 @@ class VLLMEngine:
                  max_model_len: Optional[int] = None, seed: int = 0) -> None:
         vllm = import_vllm()
         self.eos_ids = set(eos_ids)
-        self.llm = vllm.LLM(**engine_args(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                                          tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
-                                          seed=seed))
+        args = engine_args(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                           tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed)
+        if "logprobs_mode" in getattr(vllm.EngineArgs, "__dataclass_fields__", {}):
+            args["logprobs_mode"] = "processed_logprobs"  # vLLM ≥ 0.10.2 (V1): log-probs after temperature
+        self.llm = vllm.LLM(**args)
         self._lora: Optional[Any] = None
         self._lora_id = 0
         if is_adapter_dir(model_dir):
@@ -120,7 +134,8 @@ class VLLMEngine:
                   for i in range(len(prompts))]
         outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, lora_request=self._lora,
                                  use_tqdm=False)
-        return [to_generation(o.outputs[0].token_ids, o.outputs[0].finish_reason, self.eos_ids) for o in outs]
+        return [to_generation(o.outputs[0].token_ids, o.outputs[0].finish_reason, self.eos_ids, o.outputs[0].logprobs)
+                for o in outs]
 
     def two_turns(self, prompts: Sequence[Sequence[int]], suffixes: Sequence[Sequence[int]], *,
                   max_new_tokens: int, temperature: float, seed: Optional[int] = None

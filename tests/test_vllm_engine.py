@@ -52,14 +52,32 @@ def test_engine_args_full_checkpoint_and_lora_adapter(tmp_path):
 
 def test_sampling_args_greedy_and_sampled():
     g = sampling_args(64, 0.0, 3, {2, 1})
-    assert g["temperature"] == 0.0 and g["top_k"] == 1 and g["stop_token_ids"] == [1, 2] and g["max_tokens"] == 64
+    assert g["temperature"] == 0.0 and g["stop_token_ids"] == [1, 2] and g["max_tokens"] == 64
     s = sampling_args(64, 1.0, None, {1})
     assert s["temperature"] == 1.0 and s["top_p"] == 1.0 and s["top_k"] == -1
+    # the sampled token's log-prob, and no top-k filter that would turn it into 0 when greedy
+    assert g["logprobs"] == s["logprobs"] == 0 and g["top_k"] == -1
 
 
 def test_outputs_become_generations():
-    assert to_generation([5, 6, 1], "stop", {1}) == Generation((5, 6), False)
+    assert to_generation([5, 6, 1], "stop", {1}) == Generation((5, 6), False, 1)
     assert to_generation([5, 6, 7], "length", {1}) == Generation((5, 6, 7), True)
+    assert to_generation([5, 9], "stop", {1, 9}) == Generation((5,), False, 9)  # the stop id actually sampled
+
+
+def test_sampled_token_logprobs_become_generation_logprobs():
+    class Logprob:  # vllm.sequence.Logprob: .logprob, .rank, .decoded_token
+        def __init__(self, logprob):
+            self.logprob, self.rank, self.decoded_token = logprob, 1, None
+
+    # CompletionOutput.logprobs with logprobs=0: per generated token, {sampled id: Logprob}
+    stopped = to_generation([5, 6, 1], "stop", {1}, [{5: Logprob(-0.5)}, {6: Logprob(-1.25)}, {1: Logprob(-0.1)}])
+    assert stopped == Generation((5, 6), False, 1, (-0.5, -1.25, -0.1))
+    assert len(stopped.logprobs) == len(stopped.ids) + 1 and all(type(v) is float for v in stopped.logprobs)
+    cut = to_generation([5, 7], "length", {1}, [{5: Logprob(-0.5), 8: Logprob(-0.2)}, {7: -2.0}])
+    assert cut == Generation((5, 7), True, None, (-0.5, -2.0))  # the sampled id's entry, not another one
+    with pytest.raises(ValueError, match="log-prob entries"):
+        to_generation([5, 7], "length", {1}, [{5: -0.5}])
 
 
 def test_rollout_uses_a_given_engine_exactly_like_the_hf_path():
