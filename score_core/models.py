@@ -3,12 +3,16 @@
 A checkpoint is an ordinary HF directory (full weights), or a peft LoRA adapter directory
 whose `adapter_config.json` names the base model. Saves are atomic: written to a
 temporary sibling directory, then renamed, so a crash never leaves a half checkpoint.
+`save_checkpoint` writes `manifest.json` last (every file's size and a hash of its ends);
+`is_complete_checkpoint` is the one rule for "this checkpoint can be loaded", used on resume.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -120,6 +124,7 @@ def save_checkpoint(
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         (tmp / "trainer_state.json").write_text(json.dumps(state or {}, indent=2))
+        write_manifest(tmp)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -129,7 +134,94 @@ def save_checkpoint(
     return out
 
 
-def is_complete_checkpoint(path: str | os.PathLike) -> bool:
-    """A checkpoint dir counts only if its last-written file is there (renamed atomically)."""
+MANIFEST = "manifest.json"
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin")
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+_ENDS = 1 << 20  # bytes hashed at each end of a file: cheap on a multi-GB weights file
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Size and sha256 of the first and last MiB: catches a deleted, truncated or replaced
+    file without reading gigabytes."""
     p = Path(path)
-    return p.is_dir() and (p / "trainer_state.json").is_file()
+    size = p.stat().st_size
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        h.update(fh.read(_ENDS))
+        if size > _ENDS:
+            fh.seek(max(_ENDS, size - _ENDS))
+            h.update(fh.read(_ENDS))
+    return {"size": size, "sha256_ends": h.hexdigest()}
+
+
+def write_manifest(ckpt_dir: str | os.PathLike) -> Path:
+    """`manifest.json`: the fingerprint of every file of a checkpoint, written last."""
+    d = Path(ckpt_dir)
+    files = {str(f.relative_to(d)): file_fingerprint(f) for f in sorted(d.rglob("*"))
+             if f.is_file() and f.name != MANIFEST}
+    path = d / MANIFEST
+    path.write_text(json.dumps({"files": files}, indent=1))
+    return path
+
+
+def _safetensors_problem(path: Path) -> Optional[str]:
+    """A safetensors file is whole iff its size is 8 + header + the end of its last tensor."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > min(size - 8, 1 << 28):
+                return f"{path.name}: truncated ({size} bytes, header says {n})"
+            header = json.loads(fh.read(n))
+    except (struct.error, ValueError, UnicodeDecodeError) as exc:
+        return f"{path.name}: unreadable header ({exc})"
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size != 8 + n + end:
+        return f"{path.name}: {size} bytes, its header needs {8 + n + end}"
+    return None
+
+
+def checkpoint_problems(path: str | os.PathLike) -> list[str]:
+    """Why the checkpoint at `path` cannot be loaded as it is ([] when it can): a config, the
+    weights (every shard an index names), each safetensors file as long as its header says,
+    and, when `save_checkpoint` wrote a manifest, every file with its recorded size and hash.
+    Directories without a manifest (the debug base, fetched models) get the structural checks."""
+    p = Path(path)
+    if not p.is_dir():
+        return [f"{p}: no such directory"]
+    problems = []
+    if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+        problems.append("no config.json or adapter_config.json")
+    weights = [p / w for w in WEIGHT_FILES if (p / w).is_file()]
+    for index in (p / i for i in WEIGHT_INDEXES):
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError) as exc:
+                problems.append(f"{index.name}: unreadable ({exc})")
+                continue
+            problems += [f"missing weights shard {s}" for s in shards if not (p / s).is_file()]
+            weights += [p / s for s in shards if (p / s).is_file()]
+    if not weights and not problems:
+        problems.append(f"no weights file ({', '.join(WEIGHT_FILES)} or a sharded index)")
+    problems += [msg for w in weights if w.suffix == ".safetensors" and (msg := _safetensors_problem(w))]
+    manifest = p / MANIFEST
+    if manifest.is_file():
+        try:
+            files = json.loads(manifest.read_text())["files"]
+        except (ValueError, KeyError) as exc:
+            return problems + [f"{MANIFEST}: unreadable ({exc})"]
+        for name, want in files.items():
+            f = p / name
+            if not f.is_file():
+                problems.append(f"missing {name}")
+            elif f.stat().st_size != want["size"]:
+                problems.append(f"{name}: {f.stat().st_size} bytes, {want['size']} when saved")
+            elif file_fingerprint(f) != want:
+                problems.append(f"{name}: changed since it was saved")
+    return problems
+
+
+def is_complete_checkpoint(path: str | os.PathLike) -> bool:
+    """The one rule for a checkpoint directory that may be trusted (on resume, as a policy)."""
+    return not checkpoint_problems(path)

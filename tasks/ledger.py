@@ -2,10 +2,13 @@
 
 `steps.json` maps a step key (e.g. "rollout/it003") to the small record the step returned.
 A step is skipped on re-run only if it is in the ledger *and* every path it recorded is
-still there and whole (a Parquet file ends with its footer magic, a model directory holds
-its config); otherwise it is redone. The ledger is written atomically *after* the step's
-outputs, so it never names a half-written file. One process at a time owns a run
-directory (`run_dir_lock`); on entry, temporary files left by a killed writer are removed.
+still there and whole (a Parquet file ends with its footer magic, a checkpoint directory is
+loadable: `models.is_complete_checkpoint`, weights present and as large as when saved);
+otherwise it is redone. Paths inside the run directory are stored relative to it and
+resolved against the directory the ledger is read from, so a copied or moved run directory
+resumes from its own files. The ledger is written atomically *after* the step's outputs,
+so it never names a half-written file. One process at a time owns a run directory
+(`run_dir_lock`); on entry, temporary files left by a killed writer are removed.
 """
 from __future__ import annotations
 
@@ -42,28 +45,52 @@ def output_is_whole(path: str | Path) -> bool:
         with open(p, "rb") as fh:
             fh.seek(-4, os.SEEK_END)
             return fh.read(4) == b"PAR1"
-    if p.is_dir() and (p.name == "base" or p.parent.name == "checkpoints"):
-        return (p / "config.json").is_file() or (p / "adapter_config.json").is_file()
+    if (p.name == "base" or p.parent.name == "checkpoints") and not p.is_file():
+        from score_core.models import is_complete_checkpoint
+
+        return is_complete_checkpoint(p)
     return p.exists()
 
 
+def _is_path_key(key: str, value: Any) -> bool:
+    return isinstance(value, str) and (key in PATH_KEYS or key.endswith("_path"))
+
+
 def _outputs_exist(record: dict[str, Any]) -> bool:
-    paths = [v for k, v in record.items()
-             if isinstance(v, str) and (k in PATH_KEYS or k.endswith("_path"))]
-    return all(output_is_whole(p) for p in paths)
+    return all(output_is_whole(v) for k, v in record.items() if _is_path_key(k, v))
+
+
+def to_run_relative(run_dir: str | Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The record as stored: each path inside `run_dir` relative to it (POSIX form)."""
+    root = os.path.abspath(run_dir)
+    out = {}
+    for k, v in result.items():
+        if _is_path_key(k, v):
+            full = os.path.abspath(v)
+            if full == root or full.startswith(root + os.sep):
+                v = Path(os.path.relpath(full, root)).as_posix()
+        out[k] = v
+    return out
+
+
+def from_run_relative(run_dir: str | Path, stored: dict[str, Any]) -> dict[str, Any]:
+    """The record as used: relative paths resolved against `run_dir` (where it is now)."""
+    return {k: (str(Path(run_dir) / v) if _is_path_key(k, v) and not os.path.isabs(v) else v)
+            for k, v in stored.items()}
 
 
 def finished(run_dir: str | Path, key: str) -> Optional[dict[str, Any]]:
-    record = load_ledger(run_dir).get(key)
-    if record is None or not _outputs_exist(record):
+    stored = load_ledger(run_dir).get(key)
+    if stored is None:
         return None
-    return record
+    rec = from_run_relative(run_dir, stored)
+    return rec if _outputs_exist(rec) else None
 
 
 def record(run_dir: str | Path, key: str, result: dict[str, Any]) -> None:
     with _LOCK:
         ledger = load_ledger(run_dir)
-        ledger[key] = result
+        ledger[key] = to_run_relative(run_dir, result)
         atomic_write_text(json.dumps(ledger, indent=2, default=str), _ledger_path(run_dir))
 
 

@@ -24,11 +24,16 @@ def test_truncated_parquet_is_redone_not_trusted(tmp_path):
     assert finished(tmp_path, "rollout/x") is None
 
 
-def test_checkpoint_without_config_is_not_whole(tmp_path):
+def test_checkpoint_without_config_or_weights_is_not_whole(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
     ckpt = tmp_path / "checkpoints" / "it001_stage1"
     ckpt.mkdir(parents=True)
     assert not output_is_whole(ckpt)
     (ckpt / "config.json").write_text("{}")
+    assert not output_is_whole(ckpt)  # a config alone cannot be loaded
+    save_file({"w": torch.zeros(64)}, ckpt / "model.safetensors")
     assert output_is_whole(ckpt)
 
 
