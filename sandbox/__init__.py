@@ -20,6 +20,10 @@ that runs them. What is isolated, and how:
   (fork bombs), FSIZE, CPU, NOFILE, no core files; wall-clock deadline; stdout+stderr capped
   inside the container; afterwards every process of the slot uid is SIGKILLed (background
   children included).
+- The reward itself (the policy searches for holes): solution and tests are compiled and
+  run separately by a trusted harness (`harness.py`) that proves the tests ran to completion
+  with a per-program secret; `passed` needs that proof AND exit status 0, so exiting 0
+  before, instead of or around the tests is `failed` (details and residual risk: `driver.py`).
 - Infrastructure failure is not a wrong answer: a dead or wedged container is replaced, the
   program is retried once, then reported as `sandbox_error` (reward None, not 0).
 Not isolated / out of scope: the host kernel is shared (a kernel exploit escapes — use gVisor

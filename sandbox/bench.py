@@ -1,7 +1,9 @@
 """`score bench sandbox`: HumanEval canonical programs three ways, in one run.
 
-1. pool     — `SandboxPool` (long-lived containers, one driver each), full isolation;
-2. host     — plain `python3 -I` subprocesses on the host, no isolation (the speed target);
+1. pool     — `SandboxPool` (long-lived containers, one driver each), full isolation, the
+   harness (solution and tests compiled separately, completion proof checked);
+2. host     — plain `python3 -I` subprocesses on the host running solution + tests as one
+   script, exit status only: no isolation, no proof (the speed target);
 3. docker-run — one `docker run` per program with the same limits (the naive sandbox).
 All three use the same concurrency (slots) and timeout. Container start-up of the pool is
 timed separately; throughput counts only the programs. Timings on a shared machine are
@@ -28,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_HUMANEVAL = REPO.parent / "shared" / "data" / "humaneval.jsonl.gz"
 
 
-def humaneval_programs(path: Path) -> list[str]:
-    """prompt + canonical solution + test + check(entry_point), one per problem."""
+def humaneval_programs(path: Path) -> list:
+    """(prompt + canonical solution, test + check(entry_point)) as `CodeProgram`s."""
     from score_core.code_tasks import humaneval_program
 
     opener = gzip.open if str(path).endswith(".gz") else open
@@ -46,9 +48,10 @@ def default_host_python() -> str:
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else os.path.realpath(sys.executable)
 
 
-def _host_one(python: str, program: str, timeout_s: float) -> str:
+def _host_one(python: str, program, timeout_s: float) -> str:
+    """The naive baseline: code + tests as ONE script, judged by its exit status."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
-        fh.write(program)
+        fh.write(program.code + "\n\n" + program.tests)
     try:
         out = subprocess.run([python, "-I", fh.name], capture_output=True, timeout=timeout_s,
                              stdin=subprocess.DEVNULL)
@@ -59,11 +62,12 @@ def _host_one(python: str, program: str, timeout_s: float) -> str:
         os.unlink(fh.name)
 
 
-def _docker_run_one(client, image: str, program: str, timeout_s: float) -> str:
+def _docker_run_one(client, image: str, program, timeout_s: float) -> str:
     import docker
 
+    script = program.code + "\n\n" + program.tests
     c = client.containers.run(
-        image, ["timeout", "-s", "KILL", str(timeout_s), "python3", "-I", "-c", program],
+        image, ["timeout", "-s", "KILL", str(timeout_s), "python3", "-I", "-c", script],
         detach=True, init=True, network_mode="none", read_only=True, ipc_mode="none",
         tmpfs={"/tmp": "rw,size=64m,mode=1777,nosuid,nodev,noexec"}, mem_limit="704m",
         memswap_limit="704m", pids_limit=256, cap_drop=["ALL"], user="52999:52999",
@@ -114,7 +118,7 @@ def _pool_round(pool, programs: Sequence[str], timeout_s: float) -> dict:
     ids = [slot.container.id for slot in pool.slots]
     cpu0, restarts0 = [container_cpu_s(cid) for cid in ids], pool.stats["slot_restarts"]
     t0 = time.perf_counter()
-    results = pool.run_many([CodeJob(p, timeout_s, 512) for p in programs])
+    results = pool.run_many([CodeJob(p.code, p.tests, timeout_s, 512, p.entry_point) for p in programs])
     seconds = time.perf_counter() - t0
     cpu1 = [container_cpu_s(cid) for cid in ids]
     known = None not in cpu0 + cpu1 and pool.stats["slot_restarts"] == restarts0

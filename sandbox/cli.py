@@ -13,10 +13,16 @@ from pathlib import Path
 from .image import DEFAULT_IMAGE
 
 EXEC_EPILOG = """\
-prints ONE JSON object: {"status", "stdout", "stderr", "exit_code", "duration_s"}
+prints ONE JSON object: {"status", "stdout", "stderr", "exit_code", "duration_s", "detail"}
 status: passed | failed | timeout | memory_exceeded | output_exceeded | sandbox_error
 exit code: 0 passed, 1 any other program outcome, 2 sandbox_error (infrastructure).
-The program is CODE + "\\n\\n" + TESTS; it passes iff it exits 0."""
+CODE and TESTS are compiled SEPARATELY (CODE cannot swallow or comment out TESTS); TESTS run
+after CODE, in CODE's names but with the real builtins. `passed` means every test ran to
+completion and passed: the harness writes a per-run secret to a private pipe only after
+TESTS returned, and the result is `passed` only when that proof arrived AND the process
+exited 0. Exiting 0 any other way (sys.exit, os._exit, an atexit hook, a signal handler,
+a thread) is `failed`. Without --tests, `passed` means CODE ran to its end without an
+exception. A SyntaxError in TESTS is `failed` with detail "the tests do not compile"."""
 
 
 def _docker_ok() -> bool:
@@ -47,14 +53,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from .container import SlotLimits
     from .pool import SandboxPool
 
-    program = Path(args.code).read_text()
-    if args.tests:
-        program = program.rstrip("\n") + "\n\n" + Path(args.tests).read_text()
+    code = Path(args.code).read_text()
+    tests = Path(args.tests).read_text() if args.tests else ""
     if not _docker_ok():
         return 2
     limits = SlotLimits(memory_mb=args.memory_mb, return_bytes=args.return_bytes)
     with SandboxPool(slots=1, image=args.image, limits=limits, progress=False) as pool:
-        result = pool.run(program, timeout_s=args.timeout, memory_mb=args.memory_mb)
+        result = pool.run(code, tests, timeout_s=args.timeout, memory_mb=args.memory_mb,
+                          entry_point=args.entry_point)
     print(json.dumps(result.to_dict()))
     return {"passed": 0, "sandbox_error": 2}.get(result.status, 1)
 
@@ -80,11 +86,16 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "exec", help="run one program in the sandbox and print one JSON result",
-        description="Run CODE (+ TESTS) once in a fresh sandbox container with the pool's "
-                    "limits (no network, read-only root, non-root uid, memory/pid/output caps).",
+        description="Run CODE, then TESTS (compiled separately), once in a fresh sandbox "
+                    "container with the pool's limits (no network, read-only root, non-root "
+                    "uid, memory/pid/output caps). passed = every test ran to completion and "
+                    "passed (harness proof verified), never just 'exited 0'.",
         epilog=EXEC_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--code", required=True, metavar="FILE", help="Python file with the solution")
-    e.add_argument("--tests", metavar="FILE", help="Python file appended after the code")
+    e.add_argument("--tests", metavar="FILE",
+                   help="Python file with the tests: compiled on its own, run after the code")
+    e.add_argument("--entry-point", default="", metavar="NAME",
+                   help="a CODE name the tests may use even if it shadows a builtin (MBPP 126: sum)")
     e.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="wall-clock limit in seconds (default: %(default)s)")
     e.add_argument("--memory-mb", type=int, default=512, metavar="M",

@@ -21,6 +21,7 @@ from .result import ExecutionResult
 
 LABEL = "org.score.sandbox.pool"
 DRIVER_SOURCE = (Path(__file__).resolve().parent / "driver.py").read_text()
+HARNESS_SOURCE = (Path(__file__).resolve().parent / "harness.py").read_text()
 CLEANER_UID_OFFSET = 2_000_000  # the clean-up runs with real uid = program uid + this
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # the driver's replies are a few kB; more means trouble
 STRAY_SOURCE = """
@@ -81,7 +82,8 @@ class Slot:
             labels={LABEL: self.pool_id}, log_config={"type": "none", "config": {}},
         )
         config = {"uid": self.uid, "cleaner_uid": self.uid + CLEANER_UID_OFFSET, "max_output_bytes": lim.max_output_bytes, "nproc": lim.nproc,
-                  "return_bytes": lim.return_bytes, "fsize": lim.fsize_mb * 1024 * 1024}
+                  "return_bytes": lim.return_bytes, "fsize": lim.fsize_mb * 1024 * 1024,
+                  "harness": HARNESS_SOURCE}
         api = self.client.api
         exec_id = api.exec_create(self.container.id, ["python3", "-I", "-c", DRIVER_SOURCE,
                                                       json.dumps(config)],
@@ -94,13 +96,15 @@ class Slot:
         if hello != {"ready": True}:
             raise SlotBroken(f"driver did not start: {str(hello)[:200]}")
 
-    def send(self, program: str, timeout_s: float, memory_mb: int) -> int:
-        """Queue one program on the driver (it runs jobs in order); returns the job id."""
+    def send(self, code: str, tests: str, timeout_s: float, memory_mb: int, entry_point: str = "") -> int:
+        """Queue one solution + its tests on the driver (it runs jobs in order); returns the
+        job id. `entry_point`: the one solution name the tests may use even if it shadows a
+        builtin (MBPP 126 tests a function called `sum`)."""
         if self._sock is None:
             raise SlotBroken("slot not started")
         self._next_id += 1
-        job = {"id": self._next_id, "program": program, "timeout_s": float(timeout_s),
-               "memory_mb": int(min(memory_mb, self.limits.memory_mb))}
+        job = {"id": self._next_id, "code": code, "tests": tests, "entry_point": entry_point,
+               "timeout_s": float(timeout_s), "memory_mb": int(min(memory_mb, self.limits.memory_mb))}
         try:
             self._sock.sendall(json.dumps(job).encode() + b"\n")
         except OSError as exc:
@@ -114,7 +118,7 @@ class Slot:
         if reply.get("id") != job_id:
             raise SlotBroken(f"reply for job {reply.get('id')} while waiting for {job_id}")
         return ExecutionResult(reply["status"], reply["stdout"], reply["stderr"],
-                               reply["exit_code"], float(reply["duration_s"]))
+                               reply["exit_code"], float(reply["duration_s"]), reply.get("detail", ""))
 
     def _read_json(self, deadline: float) -> dict:
         line = self._read_line(deadline)

@@ -1,10 +1,12 @@
 """The driver: one long-lived process per sandbox container, standard library only.
 
 Sent into the container as `python3 -c <this file>` by `sandbox.container` and run as root
-with only CAP_SETUID/CAP_SETGID. It reads one JSON job per line on stdin and writes one JSON
-result per line on stdout; nothing else ever touches its stdin/stdout. Each program runs in a
-fresh `python3 -I` process that is:
-- read from an anonymous memfd (no file on disk, no argv size limit), stdin = /dev/null;
+with only CAP_SETUID/CAP_SETGID. It reads one JSON job per line on stdin ({id, code, tests,
+entry_point, timeout_s, memory_mb}) and writes one JSON result per line on stdout; nothing
+else ever touches its stdin/stdout. Each job runs in a fresh `python3 -I -c <harness>`
+process (`sandbox/harness.py`) that is:
+- given the solution and the tests as two texts in an anonymous memfd (no file on disk, no
+  argv size limit), stdin = /dev/null; the harness compiles and runs them separately;
 - run as the slot's uid UID (never root, never the uid of PID 1 or of this driver), in its own
   session, with rlimits: address space (memory), NPROC (fork bombs stay in the slot), FSIZE,
   CPU, NOFILE, no core files; oom_score_adj 1000 so the OOM killer takes it first;
@@ -18,9 +20,35 @@ it (the kernel compares against its real/saved uid). It is forked, as root, whil
 runs; for a program that exited by itself the reply goes out first and the clean-up runs in
 the background — the next program's process waits (as root) for it to exit before it drops
 to UID and execs, so no leftover of one program ever meets the next.
+
+What `passed` means — the completion proof (threat model: the solution is written by a
+policy that searches for any way to be scored `passed`):
+- Per job the driver draws a secret from os.urandom (here, inside the container, never sent
+  to the host nor written into the program text, argv or environment) and puts it in a pipe
+  whose read end the harness inherits at a random fd number; the write end is closed. More
+  pipes at random numbers hold decoy secrets. The harness gets a proof pipe (random number
+  too) that only this driver reads.
+- Only after `exec(tests)` returned normally does the harness move the secret to the proof
+  pipe and call os._exit(0). `passed` iff exit status 0 AND the proof pipe holds exactly
+  b"pass:" + secret AND the secret pipe is empty AND every decoy is untouched. Exit 0 in any
+  other way (sys.exit / os._exit / SystemExit / an atexit hook / a signal handler / a thread,
+  before, inside or instead of the tests) is `failed`; so is printing anything that looks
+  like a proof (stdout is not the proof channel) and reading fds blindly (a decoy trips).
+- The solution cannot swallow the tests (separate compilation), cannot change the builtins
+  the tests see (pristine copy; builtin names it shadows are restored unless they are the
+  entry point), cannot trace/profile, walk frames or the gc heap, load ctypes or open
+  /proc/*/mem (an audit hook armed before it runs; signal handlers get no frame).
+Residual risk (not closed): the harness runs in the solution's process, so a program
+written against this harness that finds a way around the audit-hook screen (a CPython bug,
+an unaudited path to the harness's frame) can learn the secret's fd number and forge the
+proof; a solution can monkeypatch stdlib modules the tests use (e.g. `math.isclose`) and
+return objects that lie in comparisons (`__eq__` always True: documented as an xfail in
+tests/test_sandbox_redteam.py). A complete fix runs the tests in a separate process with the
+solution behind an RPC boundary, at the cost of changed semantics.
 """
 import json
 import os
+import random
 import resource
 import select
 import shutil
@@ -33,6 +61,9 @@ UID = int(CONFIG["uid"])
 CLEANER_UID = int(CONFIG["cleaner_uid"])
 MAX_OUTPUT = int(CONFIG["max_output_bytes"])
 KEEP = int(CONFIG["return_bytes"])
+HARNESS = CONFIG["harness"]  # sandbox/harness.py: runs solution + tests, then writes the proof
+N_DECOYS = 14  # decoy secret pipes per program (a blind fd reader trips one)
+PROOF_CAP = 256  # bytes of the proof pipe kept; the proof is 5 + 32
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
@@ -57,11 +88,32 @@ def child_setup(job, wait_fd):
     os.setresuid(UID, UID, UID)  # real/effective/saved: every capability is gone from here
 
 
+def _pipe_holding(data):
+    """A pipe holding `data`, write end closed: (read end,)."""
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
 def spawn(job, wait_fd):
-    """fork + exec without waiting for the exec (no round trip on the critical path).
-    A set-up failure is written to a close-on-exec pipe the program never sees."""
-    memfd = os.memfd_create("program", 0)
-    os.write(memfd, job["program"].encode("utf-8", "surrogatepass"))
+    """fork + exec the harness without waiting for the exec (no round trip on the critical
+    path). A set-up failure is written to a close-on-exec pipe the program never sees.
+    Returns (pid, stdout, stderr, set-up failure, proof read end, secret, secret read end,
+    [(decoy read end, decoy)])."""
+    code = job["code"].encode("utf-8", "surrogatepass")
+    tests = job["tests"].encode("utf-8", "surrogatepass")
+    secret = os.urandom(16).hex().encode()
+    decoys = [os.urandom(16).hex().encode() for _ in range(N_DECOYS)]
+    numbers = random.SystemRandom().sample(range(10, 250), 2 + N_DECOYS)
+    secret_no, proof_no, decoy_nos = numbers[0], numbers[1], numbers[2:]
+    entry = str(job.get("entry_point") or "")
+    memfd = os.memfd_create("job", 0)
+    os.write(memfd, f"{secret_no} {proof_no} {len(code)} {entry}\n".encode() + code + tests)
+    os.lseek(memfd, 0, os.SEEK_SET)
+    secret_r = _pipe_holding(secret)
+    decoy_rs = [_pipe_holding(d) for d in decoys]
+    proof_r, proof_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     fail_r, fail_w = os.pipe()  # O_CLOEXEC by default
@@ -72,19 +124,49 @@ def spawn(job, wait_fd):
             if wait_fd is not None:
                 wait_fd = os.dup2(wait_fd, 1001, inheritable=False)
             null = os.open("/dev/null", os.O_RDONLY)
-            for src, dst in ((null, 0), (out_w, 1), (err_w, 2), (memfd, 3)):
+            moves = [(null, 0), (out_w, 1), (err_w, 2), (memfd, 3), (secret_r, secret_no),
+                     (proof_w, proof_no)] + list(zip(decoy_rs, decoy_nos))
+            staged = [(os.dup2(src, 1100 + i, inheritable=False), dst) for i, (src, dst) in enumerate(moves)]
+            for src, dst in staged:  # two steps: a source number may be another's target
                 os.dup2(src, dst)
-            os.closerange(4, 1000)
+            low = 3
+            for dst in sorted(dst for _, dst in moves if dst >= 3):
+                os.closerange(low, dst)
+                low = dst + 1
+            os.closerange(low, 1000)
             os.closerange(1002, 65536)
             child_setup(job, wait_fd)
-            os.execve(PYTHON, [PYTHON, "-I", "/dev/fd/3"], ENV)
+            os.execve(PYTHON, [PYTHON, "-I", "-c", HARNESS], ENV)
         except BaseException as exc:
             os.write(fail_w, repr(exc).encode()[:2000])
         finally:
             os._exit(127)
-    for fd in (memfd, out_w, err_w, fail_w):
+    for fd in (memfd, out_w, err_w, fail_w, proof_w):
         os.close(fd)
-    return pid, out_r, err_r, fail_r
+    return pid, out_r, err_r, fail_r, proof_r, secret, secret_r, list(zip(decoy_rs, decoys))
+
+
+def proof_verdict(proof, secret, secret_r, decoys):
+    """(proof valid, detail). Valid: the proof pipe holds exactly b"pass:" + secret, the
+    secret pipe is empty (read once, by the harness) and no decoy was touched."""
+    if proof == b"tests_syntax_error":
+        return False, "the tests do not compile (a dataset bug): see stderr"
+    leftover = read_now(secret_r)
+    touched = sum(read_now(fd) != decoy for fd, decoy in decoys)
+    if touched:
+        return False, f"{touched} decoy secret pipe(s) were read: the program read fds it was not given"
+    if proof != b"pass:" + secret or leftover:
+        return False, "no valid completion proof from the harness: the tests did not run to completion"
+    return True, "every test ran to completion (harness proof verified)"
+
+
+def read_now(fd):
+    """What a pipe holds now (its write end is closed: never blocks)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
 
 
 def start_cleaner():
@@ -224,11 +306,12 @@ def drain(fd, buf, until):
         buf += chunk[: max(0, MAX_OUTPUT + 1 - len(buf))]
 
 
-def classify(verdict, code, err, oom):
+def classify(verdict, code, err, oom, proof_ok):
+    """`passed` needs exit status 0 AND the harness's proof; exit 0 without it is `failed`."""
     if verdict in ("timeout", "output_exceeded"):
         return verdict
     if code == 0:
-        return "passed"
+        return "passed" if proof_ok else "failed"
     tail = err[-400:].decode("utf-8", "replace").rstrip().splitlines()[-1:]
     if tail and tail[0].startswith("MemoryError"):
         return "memory_exceeded"  # RLIMIT_AS
@@ -244,7 +327,8 @@ def run_job(job, previous):
     new process waits for it). Returns (result, cleaner still to trigger after the reply)."""
     t0 = time.monotonic()
     ooms = oom_kills()
-    pid, out_r, err_r, fail_r = spawn(job, previous[2] if previous else None)
+    pid, out_r, err_r, fail_r, proof_r, secret, secret_r, decoys = spawn(
+        job, previous[2] if previous else None)
     if previous:
         reap(previous)
     cleaner = start_cleaner()
@@ -258,21 +342,29 @@ def run_job(job, previous):
         drain(out_r, out, until)
         drain(err_r, err, until)
         failure = os.read(fail_r, 4096)
+        proof = read_now(proof_r)[:PROOF_CAP]
+        proof_ok, detail = proof_verdict(proof, secret, secret_r, decoys)
     except BaseException:
         if untriggered(cleaner):
             trigger(cleaner)
             reap(cleaner)
         raise
     finally:
-        for fd in (out_r, err_r, fail_r):
+        for fd in (out_r, err_r, fail_r, proof_r, secret_r, *(fd for fd, _ in decoys)):
             os.close(fd)
     if failure:
         raise RuntimeError(f"program set-up failed: {failure.decode(errors='replace')}")
     if verdict == "exited" and len(out) + len(err) > MAX_OUTPUT:
         verdict = "output_exceeded"
     oom = None if ooms is None else oom_kills() != ooms  # None: counter unreadable
-    result = {"status": classify(verdict, code, err, oom), "stdout": clip(out), "stderr": clip(err),
-              "exit_code": code, "duration_s": time.monotonic() - t0}
+    status = classify(verdict, code, err, oom, proof_ok)
+    if status in ("timeout", "output_exceeded", "memory_exceeded"):
+        detail = {"timeout": "killed at the time limit", "output_exceeded": "stdout+stderr over the cap",
+                  "memory_exceeded": "out of memory"}[status]
+    elif code != 0 and not detail.startswith("the tests do not compile"):
+        detail = f"exit status {code}: an error or a failed test (see stderr)"
+    result = {"status": status, "stdout": clip(out), "stderr": clip(err), "exit_code": code,
+              "duration_s": time.monotonic() - t0, "detail": detail}
     return result, (cleaner if verdict == "exited" else None)
 
 
@@ -317,7 +409,8 @@ def main():
             result, cleaner = run_job(job, previous[0])
         except Exception as exc:  # infrastructure trouble inside the container
             result, cleaner = {"status": "sandbox_error", "stdout": "", "exit_code": None,
-                               "stderr": f"driver: {exc!r}", "duration_s": 0.0}, None
+                               "stderr": f"driver: {exc!r}", "duration_s": 0.0,
+                               "detail": "infrastructure failure inside the container"}, None
             if previous[0] is not None:
                 try:
                     reap(previous[0])

@@ -32,16 +32,20 @@ log = logging.getLogger(__name__)
 
 
 class Job(Protocol):  # score_core.rewards.CodeJob satisfies this
-    program: str
+    code: str  # the solution, compiled and run first
+    tests: str  # compiled separately, run after it in the solution's names (see harness.py)
     timeout_s: float
     memory_mb: int
+    entry_point: str  # may shadow a builtin in the tests' view ("" = none)
 
 
 @dataclass(frozen=True)
 class _Job:
-    program: str
+    code: str
+    tests: str
     timeout_s: float
     memory_mb: int
+    entry_point: str = ""
 
 
 class SandboxPool:
@@ -85,9 +89,11 @@ class SandboxPool:
         for slot in self.slots:
             self._free.put(slot)
 
-    def run(self, program: str, timeout_s: float = 10.0, memory_mb: Optional[int] = None) -> ExecutionResult:
-        """Run one program on a free slot."""
-        job = _Job(program, timeout_s, memory_mb or self.limits.memory_mb)
+    def run(self, code: str, tests: str = "", timeout_s: float = 10.0, memory_mb: Optional[int] = None,
+            entry_point: str = "") -> ExecutionResult:
+        """Run one solution and its tests on a free slot: `passed` iff the tests ran to
+        completion (with tests="" : iff the code ran to its end without an exception)."""
+        job = _Job(code, tests, timeout_s, memory_mb or self.limits.memory_mb, entry_point)
         return self._run_jobs([job], bar=None)[0]
 
     def run_many(self, jobs: Sequence[Job], desc: str = "sandbox") -> list[ExecutionResult]:
@@ -140,7 +146,8 @@ class SandboxPool:
                     job = jobs[i]
                     if not inflight:
                         head_since = time.monotonic()
-                    inflight.append((i, attempts, slot.send(job.program, job.timeout_s, job.memory_mb)))
+                    inflight.append((i, attempts, slot.send(job.code, job.tests, job.timeout_s, job.memory_mb,
+                                                            getattr(job, "entry_point", ""))))
             except queue.Empty:
                 pass
             except (SlotBroken, docker.errors.DockerException, OSError) as exc:

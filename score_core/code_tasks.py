@@ -1,21 +1,26 @@
-"""Code tasks as text: extract code from a response, build the test program, MBPP prompts.
+"""Code tasks as text: extract code from a response, build the (solution, tests) pair, MBPP prompts.
 
-Pure string work, no docker (STYLE.md rule 1): the sandbox (`sandbox/`) runs the program that
-`build_program` returns and reports `passed` iff it exits 0, i.e. every test passed.
+Pure string work, no docker (STYLE.md rule 1). `build_program` returns a `CodeProgram`: the
+solution code and the test code as TWO texts. The sandbox (`sandbox/`) compiles them
+separately — the solution cannot swallow or comment out the tests (an unterminated triple
+quote, a trailing backslash or `if False:` is a SyntaxError of the solution alone) — runs the
+tests after the solution in its names, and reports `passed` only when every test ran to
+completion and passed (a harness proof, not "the process exited 0": see `sandbox.driver`).
 
 Conventions (set by the problem loader):
 - HumanEval (eval): `question` is the prompt (imports + signature + docstring), `tests` is the
-  dataset's `test` code + `check(entry_point)`. Program = prompt + completion + tests, where a
+  dataset's `test` code + `check(entry_point)`. Solution code = prompt + completion, where a
   completion that (re)defines `entry_point` is appended after the prompt (the prompt's helpers
   and imports stay; the new def wins) and a body-only completion continues the prompt.
 - MBPP (train): `question` is the canonical 3-shot prompt (`mbpp_prompt`, Austin et al. 2021,
   shots = task ids 2, 3, 4), `tests` is `test_setup_code` + the `test_list` asserts.
-  Program = code + tests.
+  Solution code = the extracted code.
 """
 from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from .schema import Problem
@@ -75,17 +80,28 @@ def _as_body(code: str) -> str:
     return "\n".join("    " + line if line.strip() else line for line in code.splitlines())
 
 
-def humaneval_program(prompt: str, code: str, tests: str, entry_point: str) -> str:
+@dataclass(frozen=True)
+class CodeProgram:
+    """What the sandbox runs: `code` (the solution, compiled and run first) and `tests`
+    (compiled separately, run after it in the solution's names). `entry_point`: the one
+    solution name the tests may use even if it shadows a builtin ("" = none)."""
+
+    code: str
+    tests: str
+    entry_point: str = ""
+
+
+def humaneval_program(prompt: str, code: str, tests: str, entry_point: str) -> CodeProgram:
     if _defines(code, entry_point):
         body = prompt.rstrip("\n") + "\n\n\n" + code
     else:
         body = prompt.rstrip("\n") + "\n" + _as_body(code)
-    return body.rstrip("\n") + "\n\n\n" + tests.strip("\n") + "\n"
+    return CodeProgram(body.rstrip("\n") + "\n", tests.strip("\n") + "\n", entry_point)
 
 
-def build_program(problem: Problem, response: str) -> Optional[str]:
-    """The full test program for a code problem (exits 0 iff all tests pass), or None when
-    the response holds no code."""
+def build_program(problem: Problem, response: str) -> Optional[CodeProgram]:
+    """The solution and the tests of a code problem (`passed` in the sandbox iff every test
+    ran to completion and passed), or None when the response holds no code."""
     if problem.kind != "code":
         raise ValueError(f"build_program needs a code problem, got kind {problem.kind!r}")
     humaneval = problem.source.lower().startswith("humaneval")
@@ -94,7 +110,7 @@ def build_program(problem: Problem, response: str) -> Optional[str]:
         return None
     if humaneval:
         return humaneval_program(problem.question, code, problem.tests, problem.entry_point)
-    return code.rstrip("\n") + "\n\n\n" + problem.tests.strip("\n") + "\n"
+    return CodeProgram(code.rstrip("\n") + "\n", problem.tests.strip("\n") + "\n", problem.entry_point)
 
 
 def mbpp_tests(test_setup_code: str, test_list: Sequence[str]) -> str:

@@ -23,9 +23,14 @@ class Reward:
 
 @dataclass(frozen=True)
 class CodeJob:
-    program: str  # full program: solution + tests; exits 0 iff every test passes
+    """One solution + its tests for the sandbox: compiled separately, tests run after the
+    solution; `passed` iff every test ran to completion and passed (never just "exit 0")."""
+
+    code: str  # the solution
+    tests: str  # the test code (dataset's, trusted)
     timeout_s: float
     memory_mb: int
+    entry_point: str = ""  # may shadow a builtin in the tests' view (MBPP 126: `sum`)
 
 
 class CodeResult(Protocol):
@@ -111,7 +116,8 @@ def grade_episodes(
                     progress(1)
                 continue
             code_slots.append((i, turn))
-            code_jobs.append(CodeJob(program, code_timeout_s, code_memory_mb))
+            code_jobs.append(CodeJob(program.code, program.tests, code_timeout_s, code_memory_mb,
+                                     program.entry_point))
     if code_jobs:
         if code_runner is None:
             raise RuntimeError("code problems need a sandbox code runner (score sandbox build)")

@@ -13,8 +13,10 @@ Formats (no chat template; `prompts.py` frames it like synth_linear, "Q:" + ques
 - attempt 2:  `# 7*13=91,91+12=103=103\\nx=13` — a comment that checks y1 (a·y1, + b, then
   `<`, `=` or `>` against c; always correct in the corpus), then the answer program.
 - hidden tests (`problem.tests`): `assert isinstance(x, int)` and `assert a*x+b==c`.
-  `code_tasks.build_program` appends them to the response (a response that does not parse
-  as Python holds no code: reward 0, status `no_code`); reward 1 iff the program exits 0.
+  `code_tasks.build_program` pairs them with the response (a response that does not parse
+  as Python holds no code: reward 0, status `no_code`); the sandbox harness runs the
+  response, then the tests separately (same harness as HumanEval/MBPP): reward 1 iff every
+  test ran to completion and passed — `import sys; sys.exit(0)` after `x=1` scores 0.
   Comments are never executed, so only the final `x=` counts — a wrong check costs nothing
   by itself, it only hurts through the answer it leads to.
 Both attempts stay under ~32 characters (= tokens for the char-level debug model).
@@ -57,7 +59,7 @@ def parse_question(question: str) -> tuple[int, int, int]:
 
 
 def hidden_tests(a: int, b: int, c: int) -> str:
-    """The test code appended to the model's program; it exits 0 iff x is an int solving it."""
+    """The hidden tests run after the model's program: they pass iff x is an int solving it."""
     return f"assert isinstance(x, int)\nassert {a}*x+{b}=={c}\n"
 
 

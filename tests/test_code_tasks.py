@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from score_core.code_tasks import (
-    MBPP_SHOT_IDS, build_program, extract_code, mbpp_prompt, mbpp_shots, mbpp_tests,
+    MBPP_SHOT_IDS, CodeProgram, build_program, extract_code, mbpp_prompt, mbpp_shots, mbpp_tests,
 )
 from score_core.schema import Problem
 
@@ -19,9 +19,15 @@ MBPP = Problem("mbpp/x", "mbpp", "train", "code", "prompt", "",
                mbpp_tests("", ["assert sq(3) == 9", "assert sq(0) == 0"]), "")
 
 
-def exits_zero(program: str) -> bool:
-    """Trusted programs only (written in this file): run on the host."""
-    return subprocess.run([sys.executable, "-c", program], capture_output=True).returncode == 0
+RUN_BOTH = ("import sys\nns = {}\nexec(compile(sys.argv[1], '<solution>', 'exec'), ns)\n"
+            "exec(compile(sys.argv[2], '<tests>', 'exec'), ns)\n")
+
+
+def exits_zero(program: CodeProgram) -> bool:
+    """Trusted programs only (written in this file): on the host, solution then tests, each
+    compiled on its own (as the sandbox harness does)."""
+    out = subprocess.run([sys.executable, "-c", RUN_BOTH, program.code, program.tests], capture_output=True)
+    return out.returncode == 0
 
 
 @pytest.mark.parametrize("text, code", [
@@ -49,7 +55,9 @@ def test_extract_code(text, code):
 ])
 def test_humaneval_program_passes(response):
     program = build_program(HE, response)
-    assert program is not None and program.rstrip().endswith("check(add)")
+    assert program is not None and program.tests.rstrip().endswith("check(add)")
+    assert program.code.startswith(HE_PROMPT.rstrip("\n")) and "check" not in program.code
+    assert program.entry_point == "add"
     assert exits_zero(program), program
 
 
@@ -61,7 +69,7 @@ def test_humaneval_wrong_and_missing():
 
 def test_mbpp_program():
     good = build_program(MBPP, "[BEGIN]\ndef sq(x):\n    return x * x\n[DONE]")
-    assert good == "def sq(x):\n    return x * x\n\n\nassert sq(3) == 9\nassert sq(0) == 0\n"
+    assert good == CodeProgram("def sq(x):\n    return x * x\n", "assert sq(3) == 9\nassert sq(0) == 0\n")
     assert exits_zero(good)
     assert not exits_zero(build_program(MBPP, "```python\ndef sq(x):\n    return x + x\n```"))
     with pytest.raises(ValueError):
@@ -89,3 +97,12 @@ def test_mbpp_prompt_is_the_canonical_three_shot(shared_data):
                      "pass these tests:")
     with pytest.raises(ValueError):
         mbpp_shots(rows[10:])
+
+
+def test_solution_and_tests_stay_separate():
+    """A response that would swallow appended tests (unterminated string, trailing backslash,
+    `if False:`) stays a solution of its own: the tests text is the problem's, untouched."""
+    for tail in ('"""', "\\", "if False:"):
+        program = build_program(MBPP, f"```python\ndef sq(x):\n    return None\n{tail}\n```")
+        assert program.tests == MBPP.tests.strip("\n") + "\n" and program.code.rstrip().endswith(tail)
+        assert not exits_zero(program)  # the solution alone does not compile

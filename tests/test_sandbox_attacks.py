@@ -1,5 +1,7 @@
 """One hostile program per test, on the shared pool; after each: a normal program passes on
-the same pool, no stray process is left, and the Docker daemon still answers (issue 3)."""
+the same pool, no stray process is left, and the Docker daemon still answers (issue 3).
+Programs run as the solution with no tests: `passed` = ran to its end without an exception.
+Attacks on the reward itself (exiting 0 around the tests) are in test_sandbox_redteam.py."""
 from __future__ import annotations
 
 import socket
@@ -37,7 +39,7 @@ def test_fork_bomb_stays_in_its_slot(pool):
     """
     from score_core.rewards import CodeJob
 
-    jobs = [CodeJob(textwrap.dedent(bomb), 3, 256)] + [CodeJob(OK_PROGRAM, 20, 256)] * 4
+    jobs = [CodeJob(textwrap.dedent(bomb), "", 3, 256)] + [CodeJob(OK_PROGRAM, "", 20, 256)] * 4
     results = pool.run_many(jobs)
     assert results[0].status == "timeout", results[0]
     assert [r.status for r in results[1:]] == ["passed"] * 4, results[1:]
@@ -175,7 +177,7 @@ def test_kill_everything_hits_only_its_own_slot(pool):
               "time.sleep(0.3)\nos.kill(-1, signal.SIGKILL)  # every process it may signal but itself\n"
               "assert os.waitpid(child, 0)[1] == signal.SIGKILL\n")
     slow_ok = "import time\ntime.sleep(1)\nprint('ok')\n"
-    results = pool.run_many([CodeJob(killer, 5, 256), CodeJob(slow_ok, 5, 256)])
+    results = pool.run_many([CodeJob(killer, "", 5, 256), CodeJob(slow_ok, "", 5, 256)])
     assert results[0].status == "passed", results[0]
     assert results[1].status == "passed", results[1]
     assert_healthy(pool)
@@ -204,9 +206,11 @@ def test_infinite_recursion(pool):
     assert_healthy(pool)
 
 
-def test_segfault_via_ctypes(pool):
-    r = run(pool, "import ctypes\nctypes.string_at(0)\n")
+def test_segfault(pool):
+    r = run(pool, "import faulthandler\nfaulthandler._sigsegv()\n")
     assert r.status == "failed" and r.exit_code == -11, r
+    r = run(pool, "import ctypes\nctypes.string_at(0)\n")  # ctypes is refused by the harness
+    assert r.status == "failed" and "ctypes is not allowed" in r.stderr, r
     assert_healthy(pool)
 
 
@@ -261,7 +265,7 @@ def test_in_flight_program_is_retried_after_breakage(pool):
 
     killer = threading.Thread(target=kill_soon)
     killer.start()
-    results = pool.run_many([CodeJob(program, 10, 256), CodeJob(program, 10, 256)])
+    results = pool.run_many([CodeJob(program, "", 10, 256), CodeJob(program, "", 10, 256)])
     killer.join()
     assert [r.status for r in results] == ["passed", "passed"], results
     assert pool.stats["retries"] == retries + 1

@@ -20,7 +20,9 @@ def test_help_texts():
                  ["sandbox", "build", "--help"], ["bench", "sandbox", "--help"]):
         out = cli(*args)
         assert out.returncode == 0 and "usage:" in out.stdout, (args, out.stderr)
-    assert "--memory-mb" in cli("sandbox", "exec", "--help").stdout
+    help_text = cli("sandbox", "exec", "--help").stdout
+    assert "--memory-mb" in help_text and "compiled SEPARATELY" in help_text
+    assert "every test ran to" in help_text and "completion and passed" in help_text
 
 
 def test_build_reports_the_path():
@@ -38,8 +40,16 @@ def test_exec_prints_one_json_object(tmp_path):
     out = cli("sandbox", "exec", "--code", str(code), "--tests", str(tests), "--timeout", "5")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert set(result) == {"status", "stdout", "stderr", "exit_code", "duration_s"}
+    assert set(result) == {"status", "stdout", "stderr", "exit_code", "duration_s", "detail"}
     assert result["status"] == "passed" and result["stdout"] == "all good\n"
+
+    code.write_text("import sys\ndef sq(x):\n    return None\nsys.exit(0)\n")  # exit 0 before the tests
+    out = cli("sandbox", "exec", "--code", str(code), "--tests", str(tests), "--timeout", "5")
+    assert out.returncode == 1 and json.loads(out.stdout)["status"] == "failed"
+    code.write_text('def sq(x):\n    return x * x\nx = """\n')  # would swallow appended tests
+    out = cli("sandbox", "exec", "--code", str(code), "--tests", str(tests), "--timeout", "5")
+    assert out.returncode == 1 and "SyntaxError" in json.loads(out.stdout)["stderr"]
+    code.write_text("def sq(x):\n    return x * x\n")
 
     tests.write_text("assert sq(3) == 10\n")
     result = json.loads(cli("sandbox", "exec", "--code", str(code), "--tests", str(tests)).stdout)

@@ -1,7 +1,9 @@
 """Real data through the real sandbox: every reference solution passes, a wrong one fails.
 
 Programs are built the way the pipeline builds them (`score_core.code_tasks.build_program`
-on a model-style response), so this also proves the extraction and assembly paths.
+on a model-style response: solution and tests as two texts, compiled separately by the
+harness, `passed` only with its completion proof), so this also proves the extraction and
+assembly paths and that the harness does not break real solutions.
 """
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import re
 
 from sandbox_fixtures import load_humaneval, load_mbpp, pool  # noqa: F401  (fixture)
 
-from score_core.code_tasks import build_program, mbpp_tests
+from score_core.code_tasks import CodeProgram, build_program, mbpp_tests
+from score_core.problems import mbpp_entry_point
 from score_core.rewards import CodeJob
 from score_core.schema import Problem
 
@@ -29,14 +32,16 @@ def humaneval_problem(row: dict) -> Problem:
 
 def mbpp_problem(row: dict) -> Problem:
     return Problem(f"mbpp/{row['task_id']}", "mbpp", "train", "code", row["text"], "",
-                   mbpp_tests(row["test_setup_code"], row["test_list"]), "")
+                   mbpp_tests(row["test_setup_code"], row["test_list"]),
+                   mbpp_entry_point(row["test_list"][0], row["code"]))
 
 
-def statuses(pool, programs: list[str], timeout_s: float, slow: frozenset = frozenset()) -> list[str]:
+def statuses(pool, programs: list[CodeProgram], timeout_s: float, slow: frozenset = frozenset()) -> list[str]:
     """Run all programs (the indices in `slow` first, with 4x the limit); statuses in order."""
     assert all(p is not None for p in programs)
     order = sorted(range(len(programs)), key=lambda i: i not in slow)
-    jobs = [CodeJob(programs[i], timeout_s * (4 if i in slow else 1), 512) for i in order]
+    jobs = [CodeJob(programs[i].code, programs[i].tests, timeout_s * (4 if i in slow else 1), 512,
+                    programs[i].entry_point) for i in order]
     got = [""] * len(programs)
     for i, result in zip(order, pool.run_many(jobs)):
         got[i] = result.status

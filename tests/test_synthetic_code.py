@@ -50,7 +50,7 @@ def test_renders_like_synth_and_builds_the_program():
     assert x == f"Q:{p.question}\nA:"
     assert render_turn2(p, "x=1", None) == x + "x=1" + SYNTH_TURN2
     program = build_program(p, "# 1-0=1,1/1=1\nx=1")
-    assert program.startswith("# 1-0=1,1/1=1\nx=1\n") and program.endswith(p.tests)
+    assert program.code == "# 1-0=1,1/1=1\nx=1\n" and program.tests == p.tests
     assert build_program(p, "") is None and build_program(p, "x=(") is None  # no code → no run
 
 
@@ -75,13 +75,17 @@ def _flawed_and_correct(n: int):
 
 def test_flawed_programs_fail_and_correct_ones_pass_in_the_sandbox(pool):  # noqa: F811
     cases = _flawed_and_correct(4)
-    jobs = [CodeJob(build_program(p, prog), 10.0, 256) for p, bad, good in cases for prog in (bad, good)]
+    programs = [build_program(p, prog) for p, bad, good in cases for prog in (bad, good)]
+    jobs = [CodeJob(prog.code, prog.tests, 10.0, 256) for prog in programs]
     statuses = [r.status for r in pool.run_many(jobs)]
     assert statuses == ["failed", "passed"] * len(cases)
     p, _, _ = cases[0]
     a, b, c = parse_question(p.question)
     float_answer = f"x={(c - b) / a}"  # right value, wrong type: the isinstance test fails it
-    assert pool.run(build_program(p, float_answer)).status == "failed"
+    program = build_program(p, float_answer)
+    assert pool.run(program.code, program.tests).status == "failed"
+    exit_early = build_program(p, f"x={(c - b) // a + 1}\nimport sys\nsys.exit(0)")  # wrong x, exits 0
+    assert pool.run(exit_early.code, exit_early.tests).status == "failed"
 
 
 def test_grade_episodes_with_a_real_pool_gives_binary_rewards(pool):  # noqa: F811
@@ -90,10 +94,11 @@ def test_grade_episodes_with_a_real_pool_gives_binary_rewards(pool):  # noqa: F8
     y2 = render_program2(a, b, c, int(bad.rsplit("x=", 1)[1]), int(p.answer.removeprefix("x=")))
     episodes = [Episode("r", "stage2", 1, p.problem_id, 0, bad, y2),  # i→c
                 Episode("r", "stage2", 1, q.problem_id, 0, good_q, "not python ("),  # c→no code
-                Episode("r", "stage2", 1, q.problem_id, 1, good_q, "import sys\nsys.exit(3)")]
+                Episode("r", "stage2", 1, q.problem_id, 1, good_q, "import sys\nsys.exit(3)"),
+                Episode("r", "stage2", 1, q.problem_id, 2, good_q, "x=0\nimport os\nos._exit(0)")]
     graded = grade_episodes(episodes, {p.problem_id: p, q.problem_id: q}, code_runner=pool)
-    assert [(e.reward1, e.reward2) for e in graded] == [(0.0, 1.0), (1.0, 0.0), (1.0, 0.0)]
-    assert [e.reward_status2 for e in graded] == ["ok", "no_code", "failed"]
+    assert [(e.reward1, e.reward2) for e in graded] == [(0.0, 1.0), (1.0, 0.0), (1.0, 0.0), (1.0, 0.0)]
+    assert [e.reward_status2 for e in graded] == ["ok", "no_code", "failed", "failed"]
 
 
 def test_mixed_corpus_is_an_equal_mix_and_encodes():
