@@ -21,7 +21,8 @@ from .result import ExecutionResult
 
 LABEL = "org.score.sandbox.pool"
 DRIVER_SOURCE = (Path(__file__).resolve().parent / "driver.py").read_text()
-HARNESS_SOURCE = (Path(__file__).resolve().parent / "harness.py").read_text()
+_HARNESS_TEXT = (Path(__file__).resolve().parent / "harness.py").read_text()
+HARNESS_SOURCE = _HARNESS_TEXT[_HARNESS_TEXT.index("\ndef _harness"):]  # sent as -c: no module docstring
 CLEANER_UID_OFFSET = 2_000_000  # the clean-up runs with real uid = program uid + this
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # the driver's replies are a few kB; more means trouble
 STRAY_SOURCE = """
