@@ -152,11 +152,12 @@ def guard_descendants() -> Optional[Any]:
     token = secrets.token_hex(8)
     read_fd, write_fd = os.pipe()  # the write end stays here, never inherited
     env = {k: v for k, v in os.environ.items() if k != RUN_TOKEN}
-    subprocess.Popen([sys.executable, "-c", "import sys; from score.cli import _watchdog_main; "
+    subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[4]); "
+                      "from score.cli import _watchdog_main; "
                       "_watchdog_main(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]))",
-                      str(os.getpid()), token, str(read_fd)],
-                     pass_fds=(read_fd,), env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-                     cwd="/")
+                      str(os.getpid()), token, str(read_fd), str(Path(__file__).resolve().parents[1])],
+                     pass_fds=(read_fd,), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, cwd="/")
     os.close(read_fd)
     _WATCHDOG_PIPES.append(write_fd)
     previous = os.environ.get(RUN_TOKEN)
