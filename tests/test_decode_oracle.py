@@ -47,6 +47,15 @@ def logprobs_of(g) -> Optional[Sequence[float]]:
     return g.logprobs
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Thousands of tiny forwards: one intra-op thread is faster on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @dataclass(frozen=True)
 class Attempt:
     ids: tuple[int, ...]
@@ -190,6 +199,11 @@ def debug():
     for i in range(0, len(x), 4):  # more varied prompt lengths: prepend part of another prompt
         x[i] = x[(i + 1) % len(x)][: 2 + i % 9] + x[i]
     assert len(set(map(len, x))) >= 6
+    # Rows as a rollout has them: 64 samples of the shortest prompt (with batch 64, one bucket
+    # of equal lengths, i.e. no left padding at all), then every prompt twice (mixed lengths).
+    short = min(range(len(x)), key=lambda i: len(x[i]))
+    rows = [short] * 64 + [i for i in range(len(x)) for _ in range(2)]
+    x, suffixes = [x[i] for i in rows], [suffixes[i] for i in rows]
     return model, tok, eos, problems, x, suffixes, Oracle(model, eos, DEBUG_MAX_NEW)
 
 
@@ -253,17 +267,17 @@ def test_sampled_logprobs_match_the_oracle_given_the_same_context(debug, batch_s
 @pytest.mark.parametrize("batch_size", (3, 64))
 def test_inference_scaling_paths_equal_the_oracle(debug, batch_size):
     model, tok, eos, problems, _, _, orc = debug
-    few = problems[:24]
-    s = scaling_samples(model, tok, few, budget=4, temperature=0.0, max_new_tokens=DEBUG_MAX_NEW,
-                        batch_size=batch_size, seed=0)
+    few = problems[:3]
+    s = scaling_samples(model, tok, few, budget=64, temperature=0.0, max_new_tokens=DEBUG_MAX_NEW,
+                        batch_size=batch_size, seed=0)  # the CLI's budgets: 64 (or 32) rows per problem
     assert_matches("parallel", s.parallel, [orc(p, None, 1) for p in s.parallel_prompts], DEBUG_MAX_NEW)
     assert_matches("self-correct", s.self_correct,
                    [orc(p, q, 2) for p, q in zip(s.self_correct_prompts, s.suffixes)], DEBUG_MAX_NEW)
-    x, suffixes, gens = sequential_generations(model, tok, few, attempts=3, max_new_tokens=DEBUG_MAX_NEW,
+    x, suffixes, gens = sequential_generations(model, tok, problems, attempts=3, max_new_tokens=DEBUG_MAX_NEW,
                                                batch_size=batch_size)
     assert_matches("sequential attempts N = 3", gens, [orc(p, q, 3) for p, q in zip(x, suffixes)], DEBUG_MAX_NEW)
     # the vote itself runs at T = 0.7: every sampled token's log-prob given its true context
-    s = scaling_samples(model, tok, few, budget=4, temperature=0.7, max_new_tokens=DEBUG_MAX_NEW,
+    s = scaling_samples(model, tok, few, budget=16, temperature=0.7, max_new_tokens=DEBUG_MAX_NEW,
                         batch_size=batch_size, seed=1)
     assert_sampled_logprobs("parallel T 0.7", model, s.parallel_prompts, [()] * len(s.parallel), s.parallel, 0.7,
                             eos, DEBUG_MAX_NEW)
