@@ -1,39 +1,49 @@
-"""`rollout.engine: vllm` — two-attempt generation with vLLM (optional extra `score[vllm]`).
+"""`rollout.engine: vllm` — two-attempt generation with vLLM, one engine per run.
 
-vLLM is imported lazily, only when an engine is built, so this module (and everything
-that selects an engine) imports and is tested on machines without vLLM or a GPU.
+The engine lives in the vLLM rollout server (`score_vllm/server.py`, in its own environment:
+`scripts/ensure_vllm.sh`; lifetime and restarts: `score_core/vllm_server.py`). A
+`VLLMEngine` is a connection to it; `two_turns` is what `rollout_two_attempts` calls.
 
-Weight sync, per iteration:
-- full fine-tuning: the pipeline's rollout step runs in a fresh process per iteration and
-  builds the engine from the newest checkpoint directory, so vLLM reads the trainer's
-  weights from disk; `sync_weights(state_dict)` pushes weights into a live engine instead
-  (for a long-lived engine, no reload);
-- LoRA: the engine loads the base once with `enable_lora=True` and every request carries a
-  `LoRARequest` for the newest adapter directory; `set_adapter(dir)` switches to a new
-  one (a new integer id, so vLLM never serves a stale cached adapter).
+Weight sync, per iteration (`VLLMEngine.load`): the engine stays up across iterations —
+- full fine-tuning: the newest checkpoint is loaded *in place* into the live model (vLLM's
+  layer-wise `reload_weights` via `collective_rpc`, plus a fix for the CPU build's stale
+  packed LM head: `score_vllm/worker.py`), and the prefix cache is dropped;
+- LoRA: the engine is built once on the base with `enable_lora=True`; a new adapter
+  directory becomes a new `LoRARequest` (a new integer id, so vLLM never serves a stale
+  cached adapter) that every later request carries.
 
-Prompts go in as token ids and y1 comes back as token ids, so turn 2 is exactly
-x ⊕ y1 ⊕ p as in the HF engine. Sampling: temperature only (top_p 1, top_k off);
-greedy at temperature 0. NOT exercised on this project's CPU machines: every call
-into vLLM itself (see tests/test_vllm_engine.py for what is tested without it).
+Prompts go in as token ids (`TokensPrompt`) and y1 comes back as token ids, so turn 2 is
+exactly x ⊕ y1 ⊕ p as in the HF engine. Sampling: temperature only (top_p 1, top_k off),
+greedy at temperature 0. Behaviour log-probs are those of the sampling distribution,
+log softmax(z / T) of the sampled token (T = 1 when greedy), as `decode.Generation` wants:
+the engine is built with `logprobs_mode="processed_logprobs"` (vLLM's default, raw_logprobs,
+is log softmax(z) whatever T is). Seeds: one per request (seed + i), so a sample does not
+depend on what it was batched with. On CPU a seeded request killed the engine
+(`RuntimeError: CPU Generator does not use offset`: vLLM rewinds a request's generator after
+a sampled token it discards — a chunked-prefill step — and a CPU generator has no offset);
+the CPU engine is built with chunked prefill off, so no sampled token is discarded.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from .decode import Generation
 from .models import is_adapter_dir
+from .vllm_server import (HINT, Connection, EngineDied, RolloutServer, ServerAddress, ServerError,
+                          VLLMUnavailable, address_from)
 
-INSTALL_HINT = "rollout.engine: vllm needs vLLM and a CUDA GPU: pip install 'score[vllm]'"
+INSTALL_HINT = HINT
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's allowed max_lora_rank values
 
-
-class VLLMUnavailable(ImportError):
-    """vLLM is not installed (or cannot be imported on this machine)."""
+__all__ = ["VLLMEngine", "VLLMUnavailable", "EngineDied", "ServerError", "build_engine", "engine_args",
+           "sampling_args", "to_generation", "INSTALL_HINT"]
 
 
 def import_vllm() -> Any:
+    """vLLM in *this* interpreter (single-environment installs only; the pipeline uses the server)."""
     try:
         import vllm
     except ImportError as exc:
@@ -41,19 +51,38 @@ def import_vllm() -> Any:
     return vllm
 
 
+def _lora_rank(r: int) -> int:
+    return next(x for x in LORA_RANKS if x >= r)
+
+
 def engine_args(model_dir: str, *, dtype: str, gpu_memory_utilization: float, tensor_parallel_size: int,
-                max_model_len: Optional[int], seed: int) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM` for a full checkpoint or a LoRA adapter directory."""
+                max_model_len: Optional[int], seed: int, platform: str = "cuda",
+                max_lora_rank: Optional[int] = None) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM` for a full checkpoint or a LoRA adapter directory.
+
+    `platform` is the server's (`cpu`: float32, eager, the KV cache sized by
+    VLLM_CPU_KVCACHE_SPACE rather than a memory fraction). `max_lora_rank` builds a
+    LoRA-capable engine even from a full checkpoint (a LoRA run's first rollout is the base)."""
     args: dict[str, Any] = {
         "model": model_dir, "dtype": {"float32": "float32", "bfloat16": "bfloat16"}[dtype],
-        "gpu_memory_utilization": gpu_memory_utilization, "tensor_parallel_size": tensor_parallel_size,
-        "seed": seed, "enable_prefix_caching": True,  # turn 2 shares x ⊕ y1 with turn 1
+        "tensor_parallel_size": tensor_parallel_size, "seed": seed,
+        "enable_prefix_caching": True,  # turn 2 shares x ⊕ y1 with turn 1
+        "logprobs_mode": "processed_logprobs",  # log softmax(z / T): the sampling distribution
+        "generation_config": "vllm",  # no sampling defaults from the checkpoint's generation_config
+        "skip_tokenizer_init": True,  # token ids in and out; the project tokenizes
     }
+    if platform == "cpu":  # chunked prefill off: seeded requests (see the module docstring)
+        args.update(dtype="float32", enforce_eager=True, enable_chunked_prefill=False)
+    else:
+        args["gpu_memory_utilization"] = gpu_memory_utilization
     if max_model_len is not None:
         args["max_model_len"] = max_model_len
     if is_adapter_dir(model_dir):
         cfg = json.loads((Path(model_dir) / "adapter_config.json").read_text())
-        args.update(model=cfg["base_model_name_or_path"], enable_lora=True, max_lora_rank=max(int(cfg.get("r", 8)), 8))
+        args["model"] = cfg["base_model_name_or_path"]
+        max_lora_rank = max(int(cfg.get("r", 8)), max_lora_rank or 0)
+    if max_lora_rank is not None:
+        args.update(enable_lora=True, max_lora_rank=_lora_rank(max(int(max_lora_rank), 8)))
     return args
 
 
@@ -85,75 +114,110 @@ def to_generation(token_ids: Sequence[int], finish_reason: Optional[str], eos: s
 
 
 class VLLMEngine:
-    """A vLLM `LLM` that decodes both turns; `two_turns` is what `rollout_two_attempts` calls."""
+    """A connection to the run's vLLM rollout server, loaded with `model_dir`.
+
+    `server`: a `RolloutServer` (its owner keeps it across engines), or the `ServerAddress`
+    of one (a rollout step's child process), or None: start a private server (closed by
+    `close()`; a test or a one-off call)."""
 
     def __init__(self, model_dir: str, eos_ids: set[int], *, dtype: str = "bfloat16",
                  gpu_memory_utilization: float = 0.4, tensor_parallel_size: int = 1,
-                 max_model_len: Optional[int] = None, seed: int = 0) -> None:
-        vllm = import_vllm()
+                 max_model_len: Optional[int] = None, seed: int = 0, max_lora_rank: Optional[int] = None,
+                 server: Optional[Any] = None) -> None:
         self.eos_ids = set(eos_ids)
-        args = engine_args(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                           tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed)
-        if "logprobs_mode" in getattr(vllm.EngineArgs, "__dataclass_fields__", {}):
-            args["logprobs_mode"] = "processed_logprobs"  # vLLM ≥ 0.10.2 (V1): log-probs after temperature
-        self.llm = vllm.LLM(**args)
-        self._lora: Optional[Any] = None
-        self._lora_id = 0
+        self._owned: Optional[RolloutServer] = None
+        if server is None:
+            self._owned = server = RolloutServer()
+        address = server.ensure() if isinstance(server, RolloutServer) else address_from(server)
+        self.conn = Connection(address)
+        self.platform = self.conn.call("ping")["platform"]
+        _check_build(self.platform)
+        self.args = engine_args(model_dir, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                                tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
+                                seed=seed, platform=self.platform, max_lora_rank=max_lora_rank)
+        built = self.conn.call("engine", args=self.args)
+        self.built, self.start_s = built["built"], built["start_s"]
+        self.sync_s = 0.0
+        self.load(model_dir)
+
+    def load(self, model_dir: str) -> dict[str, Any]:
+        """Serve the weights at `model_dir` from now on — the per-iteration weight sync: a
+        full checkpoint is loaded in place, an adapter becomes the new LoRA request."""
         if is_adapter_dir(model_dir):
-            self.set_adapter(model_dir)
+            weights = self.conn.call("weights", path=self.args["model"])  # the base under the adapter
+            adapter = self.conn.call("adapter", path=str(model_dir))
+        else:
+            weights = self.conn.call("weights", path=str(model_dir))
+            adapter = self.conn.call("adapter", path=None)
+        self.sync_s = weights["seconds"]
+        return {"weights_loaded": weights["loaded"], "sync_s": weights["seconds"],
+                "adapter_id": adapter["adapter_id"]}
 
-    def set_adapter(self, adapter_dir: str) -> None:
-        """Serve the LoRA adapter saved at `adapter_dir` from now on (new id → no stale cache)."""
-        from vllm.lora.request import LoRARequest
+    def sync_weights(self, model_dir: str) -> dict[str, Any]:
+        """Alias of `load` (the trainer's new checkpoint)."""
+        return self.load(model_dir)
 
-        self._lora_id += 1
-        self._lora = LoRARequest(f"policy-{self._lora_id}", self._lora_id, str(adapter_dir))
-
-    def sync_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
-        """Load full-fine-tuning weights (HF parameter names) into the live engine.
-
-        Uses the model's own `load_weights` in the worker (the path vLLM's RLHF examples use);
-        works with the in-process executor (tensor_parallel_size 1)."""
-        weights = list(named_tensors)
-
-        def _load(worker: Any) -> None:  # runs inside vLLM's worker
-            worker.model_runner.model.load_weights(weights=weights)
-
-        if hasattr(self.llm, "collective_rpc"):
-            self.llm.collective_rpc(_load)
-        else:  # older vLLM (V0 engine)
-            _load(self.llm.llm_engine.model_executor.driver_worker)
-        if hasattr(self.llm, "reset_prefix_cache"):
-            self.llm.reset_prefix_cache()  # cached KV of the old weights must not be reused
-
-    def _generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float,
-                  seed: Optional[int]) -> list[Generation]:
-        vllm = import_vllm()
-        params = [vllm.SamplingParams(**sampling_args(max_new_tokens, temperature,
-                                                      None if seed is None else seed + i, self.eos_ids))
-                  for i in range(len(prompts))]
-        outs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, lora_request=self._lora,
-                                 use_tqdm=False)
-        return [to_generation(o.outputs[0].token_ids, o.outputs[0].finish_reason, self.eos_ids, o.outputs[0].logprobs)
-                for o in outs]
+    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float,
+                 seed: Optional[int]) -> list[Generation]:
+        """One attempt per prompt (token ids in), in prompt order; request i is seeded with
+        seed + i, so a sample does not depend on the batch it was scheduled in."""
+        sampling = [sampling_args(max_new_tokens, temperature, None if seed is None else seed + i, self.eos_ids)
+                    for i in range(len(prompts))]
+        out = self.conn.call("generate", prompts=[list(map(int, p)) for p in prompts], sampling=sampling)["outputs"]
+        return [to_generation(o["token_ids"], o["finish_reason"], self.eos_ids,
+                              [{t: lp} for t, lp in zip(o["token_ids"], o["logprobs"])]) for o in out]
 
     def two_turns(self, prompts: Sequence[Sequence[int]], suffixes: Sequence[Sequence[int]], *,
                   max_new_tokens: int, temperature: float, seed: Optional[int] = None
                   ) -> list[tuple[Generation, Generation]]:
         """y1 for every prompt, then y2 for every x ⊕ y1 ⊕ p (prefix caching reuses x ⊕ y1)."""
         x = [list(p) for p in prompts]
-        y1 = self._generate(x, max_new_tokens, temperature, seed)
+        y1 = self.generate(x, max_new_tokens, temperature, seed)
         x2 = [p + list(g.ids) + list(s) for p, g, s in zip(x, y1, suffixes)]
-        y2 = self._generate(x2, max_new_tokens, temperature, None if seed is None else seed + 10_000_019)
+        y2 = self.generate(x2, max_new_tokens, temperature, None if seed is None else seed + 10_000_019)
         return list(zip(y1, y2))
+
+    def close(self) -> None:
+        self.conn.close()
+        if self._owned is not None:
+            self._owned.close()
+
+    def __enter__(self) -> "VLLMEngine":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _check_build(platform: str) -> None:
+    """One line when the installed vLLM build does not fit this machine."""
+    gpu = _has_cuda_gpu()
+    if not platform or platform in ("unspecified", "empty"):
+        raise VLLMUnavailable(f"the installed vLLM build found no device it supports on this machine "
+                              f"(platform {platform!r}). {INSTALL_HINT}")
+    if gpu and platform == "cpu" and os.environ.get("SCORE_VLLM_ALLOW_CPU") != "1":
+        raise VLLMUnavailable("the vLLM environment has the CPU build (vllm-cpu) but this machine has a CUDA "
+                              "GPU: rerun scripts/ensure_vllm.sh to install the GPU build (vllm), or set "
+                              "SCORE_VLLM_ALLOW_CPU=1 to generate on the CPU anyway")
+
+
+def _has_cuda_gpu() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
 
 
 def build_engine(engine: str, model_dir: str, eos_ids: set[int], *, dtype: str, gpu_memory_utilization: float,
-                 tensor_parallel_size: int, max_model_len: Optional[int], seed: int) -> Optional[VLLMEngine]:
+                 tensor_parallel_size: int, max_model_len: Optional[int], seed: int,
+                 server: Optional[Any] = None, max_lora_rank: Optional[int] = None) -> Optional[VLLMEngine]:
     """The rollout engine named by `rollout.engine`: None means the HF engine (`decode.py`)."""
     if engine == "hf":
         return None
     if engine == "vllm":
         return VLLMEngine(model_dir, eos_ids, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                          tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed)
+                          tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len, seed=seed,
+                          max_lora_rank=max_lora_rank, server=server)
     raise ValueError(f"unknown rollout engine {engine!r}; expected 'hf' or 'vllm'")

