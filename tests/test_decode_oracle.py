@@ -342,3 +342,19 @@ def test_smollm2_chat_rollouts_equal_the_oracle(smol):
     sampled = decode_turns(model, x, suffixes, max_new_tokens=SMOL_MAX_NEW, temperature=1.0, batch_size=64,
                            eos_ids=eos, pad_id=_pad_id(tok))
     assert_sampled_logprobs("SmolLM2 T 1", model, x, suffixes, sampled, 1.0, eos, SMOL_MAX_NEW)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_smollm2_long_attempts_keep_the_whole_context(smol):
+    """Two 40-token attempts of one chat prompt (alone, and as k = 3 samples in one bucket):
+    attempt 2 must read the whole ≈ 260-token context, system prompt included (the old engine
+    cropped the oldest len(y1) cache entries here and attempt 2 diverged from the oracle)."""
+    model, tok, _, _, x, suffixes, _ = smol
+    max_new, eos = 40, {tok.eos_token_id}  # the chat model's own stop only: long attempts
+    want = oracle(model, x[1], suffixes[1], n_turns=2, max_new_tokens=max_new, eos=eos)
+    assert len(want[0].ids) >= 30  # enough generated tokens before attempt 2
+    for batch_size, k in ((1, 1), (3, 3)):
+        got = decode_turns(model, [x[1]] * k, [suffixes[1]] * k, max_new_tokens=max_new, temperature=0.0,
+                           batch_size=batch_size, eos_ids=eos, pad_id=_pad_id(tok))
+        assert_matches(f"SmolLM2 2 × {max_new} tokens, {k} rows, batch {batch_size}", got, [want] * k, max_new)
