@@ -14,6 +14,7 @@ ROLLOUT_HELP = """examples:
   score bench rollout                                   # random debug model, 32 prompts, batch 32
   score bench rollout --pretrain-steps 300              # a quickly pre-trained debug model (varied lengths)
   score bench rollout --model models/smollm2-135m-instruct --max-new-tokens 48 --json
+  score bench rollout --engine vllm --model models/smollm2-135m-instruct   # + vLLM (scripts/ensure_vllm.sh)
 """
 TRAIN_HELP = """examples:
   score bench train                                     # debug model, one Stage II step
@@ -66,22 +67,34 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
     from score_core.bench_rollout import bench_rollout
 
     model, tok, name = _model(args)
+    vllm_dir = None
+    if args.engine == "vllm":
+        vllm_dir = args.model
+        if not vllm_dir:  # the in-memory debug model: vLLM loads checkpoints from disk
+            vllm_dir = tempfile.mkdtemp(prefix="score-bench-vllm-model-")
+            model.save_pretrained(vllm_dir)
+            tok.save_pretrained(vllm_dir)
     res = bench_rollout(model, tok, _problems(args.prompts, args.seed), batch_size=args.batch_size,
-                        max_new_tokens=args.max_new_tokens, repeats=args.repeats)
+                        max_new_tokens=args.max_new_tokens, repeats=args.repeats, vllm_model_dir=vllm_dir)
     res = {"model": name, "dtype": args.dtype, "threads": __import__("torch").get_num_threads(), **res}
     if args.json:
         print(json.dumps(res))
     else:
         print(f"model {name}, {res['prompts']} prompts × 2 turns, greedy, batch {res['batch_size']}, "
               f"≤{res['max_new_tokens']} new tokens/turn, median of {res['repeats']}")
-        for m in ("naive", "hf_batched", "engine"):
+        for m in ("naive", "hf_batched", "engine", "vllm"):
             if m in res:
                 r = res[m]
                 ratio = res.get(f"ratio_{m}_vs_naive", 1.0)
                 print(f"  {m:<11} {r['tokens']:>6} tokens {r['seconds']:8.2f} s {r['tokens_per_s']:9.1f} tok/s"
                       f"  ×{ratio:.2f} vs naive")
         print(f"  greedy outputs identical to naive: {res['identical']} "
-              f"({res['mismatched_rows_engine']} of {res['prompts']} rows differ)")
+              f"({res['mismatched_rows_engine']} of {res['prompts']} rows differ"
+              + (f"; vLLM: {res['mismatched_rows_vllm']}" if "vllm" in res else "") + ")")
+        if "vllm_timing" in res:
+            t = res["vllm_timing"]
+            print(f"  vLLM engine start {t['engine_start_s']:.1f} s; in-place weight sync {t['weight_sync_s']:.2f} s "
+                  f"vs a rebuilt engine {t['rebuild_s']:.1f} s: {t['saving_per_iteration_s']:.1f} s saved per iteration")
     return 0 if res["identical"] else 1
 
 
@@ -128,6 +141,9 @@ def add_bench_commands(bench_sub: Any) -> None:
                               epilog=ROLLOUT_HELP, formatter_class=fmt)
     _common(ro)
     ro.add_argument("--batch-size", type=int, default=32)
+    ro.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                    help="vllm: also the vLLM rollout engine on the same prompts (its engine start, "
+                    "weight sync and a rebuild timed once)")
     ro.set_defaults(func=cmd_bench_rollout)
     tr = bench_sub.add_parser("train", help="a Stage II step through the trainer vs a plain PyTorch loop",
                               description="The same Stage II batch, one optimizer step through "

@@ -8,8 +8,12 @@ produce y1 and y2 for every prompt:
   (the engine this project had before `decode.py`);
 - `engine`: `decode.decode_turns` — both turns in one pass, turn 2 continues each row's
   cache, finished rows leave the batch.
-The engine's greedy outputs must equal the naive ones token for token, stop token included
-(`identical`; the engine's recorded log-probs are not part of the comparison).
+- `vllm` (with `vllm_model_dir`): the vLLM rollout engine (`vllm_engine.VLLMEngine`, its own
+  server and environment) on the same checkpoint. Its engine start, an in-place weight sync
+  (the same weights from a copy of the directory) and a rebuild (a second engine) are timed
+  once, outside the tokens/s.
+The engine's (and vLLM's) greedy outputs must equal the naive ones token for token, stop
+token included (`identical`; the recorded log-probs are not part of the comparison).
 Tokens/s counts generated tokens of y1 and y2 (EOS excluded) over wall time.
 """
 from __future__ import annotations
@@ -68,11 +72,59 @@ def hf_two_turns(model: Any, prompts: list[list[int]], suffixes: list[list[int]]
 
 @torch.no_grad()
 def bench_rollout(model: Any, tokenizer: Any, problems: Sequence[Any], *, batch_size: int = 32,
-                  max_new_tokens: int = 32, repeats: int = 2, with_hf_batched: bool = True) -> dict[str, Any]:
-    """Time naive, hf_batched and engine two-turn greedy rollouts on the same prompts."""
+                  max_new_tokens: int = 32, repeats: int = 2, with_hf_batched: bool = True,
+                  vllm_model_dir: Optional[str] = None) -> dict[str, Any]:
+    """Time naive, hf_batched and engine (and vLLM) two-turn greedy rollouts on the same prompts."""
     model.eval()
     _, prompts, suffixes = two_turn_prompts(tokenizer, problems, 1)
     eos, pad = _eos_ids(tokenizer, model), _pad_id(tokenizer)
+    vllm = _vllm_engine(vllm_model_dir, eos) if vllm_model_dir else None
+    try:
+        result = _run(model, prompts, suffixes, eos, pad, batch_size, max_new_tokens, repeats, with_hf_batched,
+                      vllm[0] if vllm else None)
+        if vllm:
+            result["vllm_timing"] = {**vllm[1], **_vllm_sync_and_rebuild(vllm[0], vllm_model_dir, eos)}
+    finally:
+        if vllm:
+            vllm[0].close()
+    return result
+
+
+def _vllm_engine(model_dir: str, eos: set[int]) -> tuple[Any, dict[str, float]]:
+    from .vllm_engine import VLLMEngine
+
+    t0 = time.perf_counter()
+    engine = VLLMEngine(model_dir, eos, dtype="float32", seed=0)
+    return engine, {"engine_start_s": engine.start_s, "server_and_engine_start_s": time.perf_counter() - t0}
+
+
+def _vllm_sync_and_rebuild(engine: Any, model_dir: str, eos: set[int]) -> dict[str, float]:
+    """An iteration's weight sync (in place, from another directory) vs a rebuilt engine."""
+    import shutil
+    import tempfile
+
+    from .vllm_engine import VLLMEngine
+
+    copy = tempfile.mkdtemp(prefix="score-bench-vllm-")
+    try:
+        shutil.copytree(model_dir, copy, dirs_exist_ok=True)
+        t0 = time.perf_counter()
+        engine.load(copy)
+        sync_s = time.perf_counter() - t0
+        engine.load(model_dir)
+        t0 = time.perf_counter()
+        with VLLMEngine(copy, eos, dtype="float32", seed=0) as rebuilt:  # what a per-iteration rebuild costs
+            rebuild_engine_s = rebuilt.start_s
+        rebuild_s = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    return {"weight_sync_s": sync_s, "rebuild_s": rebuild_s, "rebuild_engine_start_s": rebuild_engine_s,
+            "saving_per_iteration_s": rebuild_s - sync_s}
+
+
+def _run(model: Any, prompts: list[list[int]], suffixes: list[list[int]], eos: set[int], pad: int,
+         batch_size: int, max_new_tokens: int, repeats: int, with_hf_batched: bool,
+         vllm: Optional[Any]) -> dict[str, Any]:
     methods = {
         "naive": lambda: hf_two_turns(model, prompts, suffixes, max_new_tokens, eos, pad, batch_size=1),
         "engine": lambda: decode_turns(model, prompts, suffixes, max_new_tokens=max_new_tokens, temperature=0.0,
@@ -80,6 +132,9 @@ def bench_rollout(model: Any, tokenizer: Any, problems: Sequence[Any], *, batch_
     }
     if with_hf_batched:
         methods["hf_batched"] = lambda: hf_two_turns(model, prompts, suffixes, max_new_tokens, eos, pad, batch_size)
+    if vllm is not None:
+        methods["vllm"] = lambda: vllm.two_turns(prompts, suffixes, max_new_tokens=max_new_tokens, temperature=0.0)
+        vllm.two_turns(prompts[:2], suffixes[:2], max_new_tokens=2, temperature=0.0)  # warm-up
     decode_turns(model, prompts[:2], suffixes[:2], max_new_tokens=2, temperature=0.0, batch_size=2,
                  eos_ids=eos, pad_id=pad)  # warm-up
     hf_two_turns(model, prompts[:2], suffixes[:2], 2, eos, pad, batch_size=2)
@@ -100,5 +155,5 @@ def bench_rollout(model: Any, tokenizer: Any, problems: Sequence[Any], *, batch_
         if name != "naive":
             result[f"ratio_{name}_vs_naive"] = result[name]["tokens_per_s"] / result["naive"]["tokens_per_s"]
             result[f"mismatched_rows_{name}"] = sum(a != b for a, b in zip(outputs[name], outputs["naive"]))
-    result["identical"] = result["mismatched_rows_engine"] == 0
+    result["identical"] = result["mismatched_rows_engine"] == 0 and result.get("mismatched_rows_vllm", 0) == 0
     return result

