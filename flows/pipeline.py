@@ -24,7 +24,7 @@ from score_core.schema import atomic_write_text
 from tasks.concurrency import ensure_limits
 from tasks.ledger import run_dir_lock
 from tasks.report import write_report
-from tasks.steps import configured
+from tasks.steps import close_vllm_rollout_server, configured
 
 
 @flow(name="score_pipeline", log_prints=True)
@@ -40,7 +40,10 @@ def score_pipeline(config_path: str, overrides: Optional[dict[str, Any]] = None,
     with run_dir_lock(run):
         _pin_config(cfg, run)
         ensure_limits(cfg)
-        return _stages(cfg, run, config_path)
+        try:
+            return _stages(cfg, run, config_path)
+        finally:
+            close_vllm_rollout_server(run)  # rollout.engine: vllm — the run's one engine
 
 
 def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:

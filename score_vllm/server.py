@@ -8,7 +8,8 @@ benchmark); every rollout step connects to it over a Unix socket
 plain Python values — token ids, `vllm.LLM` / `vllm.SamplingParams` keyword arguments, paths:
 
 - `engine`  {args}: build the engine from these `vllm.LLM` arguments unless the live one fits:
-  the same arguments and a model of the same shape (config.json up to names and versions), so
+  the same arguments (up to the seed) and a model of the same shape (config.json up to names
+  and versions), so
   a later checkpoint of the run reuses the engine — this is what makes it one engine per run;
 - `weights` {path}: load a full checkpoint into the live engine in place (`ScoreWorkerExtension.
   score_load_weights`; a no-op when `path` is already loaded) and drop the prefix cache;
@@ -154,7 +155,8 @@ def _shape(model: str) -> Any:
 def _same_engine(old: Optional[dict[str, Any]], new: dict[str, Any]) -> bool:
     if old is None:
         return False
-    rest = lambda a: {k: v for k, v in a.items() if k != "model"}  # noqa: E731
+    # the weights path and the engine seed do not shape the engine (requests carry their own seeds)
+    rest = lambda a: {k: v for k, v in a.items() if k not in ("model", "seed")}  # noqa: E731
     return rest(old) == rest(new) and (old["model"] == new["model"] or _shape(old["model"]) == _shape(new["model"]))
 
 

@@ -17,13 +17,36 @@ from prefect import get_run_logger, task
 from prefect.tasks import exponential_backoff
 
 from score_core.config import RunConfig
+from score_core.vllm_server import RolloutServer, VLLMUnavailable
 
 from .concurrency import slot
 from .isolation import run_in_child
 from .ledger import RunDirBusy, once
 
 NOT_RETRIED = (ValueError, TypeError, KeyError, AttributeError, AssertionError, FloatingPointError,
-               NotImplementedError, FileNotFoundError, RunDirBusy)
+               NotImplementedError, FileNotFoundError, RunDirBusy, VLLMUnavailable)
+_VLLM_SERVERS: dict[str, RolloutServer] = {}  # run dir → the run's vLLM rollout server (this process owns it)
+
+
+def vllm_rollout_server(run_dir: str) -> dict[str, str]:
+    """The address of the run's vLLM rollout server: started at the run's first vLLM rollout,
+    kept across iterations (one engine per run), restarted when it died (`EngineDied` is an
+    infrastructure error: the rollout task is retried and lands here again). Closed by
+    `close_vllm_rollout_server` when the flow ends; it also exits by itself if this process dies."""
+    server = _VLLM_SERVERS.get(run_dir)
+    if server is None:
+        server = _VLLM_SERVERS[run_dir] = RolloutServer(log_path=str(Path(run_dir) / "logs" / "vllm_server.log"))
+    restart = server.starts > 0 and not server.alive()
+    address = server.ensure()
+    if restart:
+        _log(f"vLLM rollout server restarted (start {server.starts}); the rollout is redone")
+    return address.to_dict()
+
+
+def close_vllm_rollout_server(run_dir: str) -> None:
+    server = _VLLM_SERVERS.pop(run_dir, None)
+    if server is not None:
+        server.close()
 
 
 def _log(msg: str) -> None:
@@ -121,8 +144,13 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
                       seed=cfg.train.seed + 1000 * iteration, limit=cfg.train.prompts_per_iteration,
                       offset=iteration - 1)
 
+    if cfg.rollout.engine == "vllm":
+        kwargs.update(vllm_max_lora_rank=cfg.model.lora_rank if cfg.model.lora else None)
+
     def run() -> dict[str, Any]:
         with slot("gpu", cfg):
+            if cfg.rollout.engine == "vllm":
+                kwargs["vllm_server"] = vllm_rollout_server(run_dir)
             return _call(cfg, "score_core.steps:rollout_step", model_dir=model_dir,
                          problems_path=problems_path, out_path=out_path, run_id=cfg.name, stage=stage,
                          iteration=iteration, dtype=cfg.model.dtype, engine=cfg.rollout.engine,
@@ -130,7 +158,10 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
                          vllm_tensor_parallel_size=cfg.rollout.vllm_tensor_parallel_size, **kwargs)
 
     out = once(run_dir, key, run)
-    _log(f"{key}: {out['episodes']} episodes, {out['gen_tokens_per_s']:.0f} tok/s")
+    _log(f"{key}: {out['episodes']} episodes, {out['gen_tokens_per_s']:.0f} tok/s"
+         + (f", vLLM engine {'built' if out['vllm_engine_built'] else 'reused'} "
+            f"(start {out['vllm_engine_start_s']:.1f} s, weight sync {out['vllm_sync_s']:.2f} s)"
+            if "vllm_engine_built" in out else ""))
     return out["path"]
 
 

@@ -249,7 +249,7 @@ def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(debug):
 def test_new_full_weights_are_loaded_in_place(debug, server):
     new = _save_debug(debug.root / "it001", seed=0, noise=0.03)  # "the trainer's next checkpoint"
     before = rollout_two_attempts(None, debug.tok, debug.problems, engine=debug.engine, **ROLL)
-    again = VLLMEngine(new, {debug.tok.eos_token_id}, dtype="float32", seed=0, max_lora_rank=8, server=server,
+    again = VLLMEngine(new, {debug.tok.eos_token_id}, dtype="float32", seed=7, max_lora_rank=8, server=server,
                        max_model_len=256)  # what the next iteration's rollout step does
     try:
         assert not again.built and server.starts == 1  # the live engine, no rebuild
@@ -314,3 +314,21 @@ def test_a_died_engine_is_restarted_and_the_rollout_step_redone(debug, server, t
     rec = rollout_step(debug.base, problems_path, str(out), vllm_server=server.ensure().to_dict(), **kw)
     assert server.starts == first + 1 and out.exists() and rec["episodes"] == 4
     assert rec["vllm_engine_built"] and rec["vllm_engine_start_s"] > 0
+
+
+@real
+def test_the_flow_keeps_one_server_per_run_and_restarts_a_dead_one(tmp_path):
+    """tasks.steps: the rollout task's server registry (no engine is built: only the server)."""
+    from tasks.steps import _VLLM_SERVERS, close_vllm_rollout_server, vllm_rollout_server
+
+    run = str(tmp_path)
+    try:
+        first = vllm_rollout_server(run)
+        assert vllm_rollout_server(run) == first and _VLLM_SERVERS[run].starts == 1  # kept across steps
+        _VLLM_SERVERS[run].kill()
+        again = vllm_rollout_server(run)
+        assert again != first and _VLLM_SERVERS[run].starts == 2  # restarted for the retried step
+        assert (tmp_path / "logs" / "vllm_server.log").is_file()
+    finally:
+        close_vllm_rollout_server(run)
+    assert run not in _VLLM_SERVERS
