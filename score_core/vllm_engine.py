@@ -32,7 +32,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from .decode import Generation
 from .models import is_adapter_dir
-from .vllm_server import (HINT, Connection, EngineDied, RolloutServer, ServerAddress, ServerError,
+from .vllm_server import (HINT, Connection, EngineDied, RolloutServer, ServerError,
                           VLLMUnavailable, address_from)
 
 INSTALL_HINT = HINT
@@ -40,15 +40,6 @@ LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vLLM's allowed max_lora_r
 
 __all__ = ["VLLMEngine", "VLLMUnavailable", "EngineDied", "ServerError", "build_engine", "engine_args",
            "sampling_args", "to_generation", "INSTALL_HINT"]
-
-
-def import_vllm() -> Any:
-    """vLLM in *this* interpreter (single-environment installs only; the pipeline uses the server)."""
-    try:
-        import vllm
-    except ImportError as exc:
-        raise VLLMUnavailable(f"{INSTALL_HINT} ({exc})") from exc
-    return vllm
 
 
 def _lora_rank(r: int) -> int:

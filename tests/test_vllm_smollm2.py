@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from score_core.models import load_model, load_tokenizer
 from score_core.rollout import _eos_ids, rollout_two_attempts
