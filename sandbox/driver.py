@@ -41,9 +41,11 @@ policy that searches for any way to be scored `passed`):
 Residual risk (not closed): the harness runs in the solution's process, so a program
 written against this harness that finds a way around the audit-hook screen (a CPython bug,
 an unaudited path to the harness's frame) can learn the secret's fd number and forge the
-proof; a solution can monkeypatch stdlib modules the tests use (e.g. `math.isclose`) and
-return objects that lie in comparisons (`__eq__` always True: documented as an xfail in
-tests/test_sandbox_redteam.py). A complete fix runs the tests in a separate process with the
+proof; a solution can monkeypatch stdlib modules the tests use (e.g. `math.isclose`) or
+hide a lying object inside a builtin iterator nested in a returned value. Values that lie in
+comparisons (`__eq__` always True, `__sub__` → 0, …) are refused: every value a solution
+function returns to the tests must be built from builtin/stdlib value types
+(`harness._honesty_checker`). A complete fix runs the tests in a separate process with the
 solution behind an RPC boundary, at the cost of changed semantics.
 """
 import json

@@ -29,7 +29,9 @@ solution that rebinds `builtins.exec`, `os.write`, `os._exit`, ... changes nothi
    shadow a builtin (restored to the real builtin unless it is the problem's entry point,
    e.g. MBPP 126 tests a function called `sum`), with a pristine copy of the builtins
    taken in step 1 (a solution that patches `builtins.abs` or `isinstance` does not change
-   what the tests call).
+   what the tests call). Every function the solution defined is handed to the tests wrapped
+   (`_checked`): a returned value must be built from builtin/stdlib value types, so an
+   object that lies in comparisons (AlwaysEqual) is a failed test, not a pass.
 5. only if the tests returned normally: flush stdout/stderr, move the secret from its pipe to
    the proof pipe in one expression (it never sits in a Python variable), `os._exit(0)`:
    no atexit hook, thread or finaliser can run after the proof.
@@ -38,8 +40,10 @@ prints the traceback (the interpreter's C printer, the audit hook stays armed) a
 no proof can be written after a failure.
 
 What a solution can still do (residual risk, see the driver's threat model): monkeypatch
-attributes of modules the tests import (e.g. `math.isclose`); return objects that lie in
-comparisons (`__eq__` always True); and, written against this harness's internals, look for
+attributes of modules the tests import (e.g. `math.isclose`); hide a lying object inside a
+builtin iterator nested in a returned value (a returned value of its own type — `__eq__`
+always True, the AlwaysEqual hack — is refused by `_checked`, which wraps every solution
+function the tests get); and, written against this harness's internals, look for
 a hole in the audit-hook screen (e.g. frames reached some way not listed above) to find the
 secret's fd number and forge the proof. It cannot learn the secret from the program text,
 argv, the environment or memory before the tests ran: it is only in the pipe.
@@ -59,10 +63,12 @@ def _harness():
     _read, _write, _close, _exit, _realpath = os.read, os.write, os.close, os._exit, os.path.realpath
     image_python = ("/usr/lib/python3", "/usr/local/lib/python3")  # read-only: no symlinks of the solution
     _modules, _module_type = sys.modules, _type(sys)
+    _function_type = _type(_harness)
     stderr, _excepthook = sys.stderr, sys.__excepthook__
     _flush_out, _flush_err = sys.stdout.flush, sys.stderr.flush
     builtin_items = _tuple(builtins.__dict__.items())  # immutable snapshot, before any solution code
     builtin_names = _frozenset(builtins.__dict__)
+    honest_value = _honesty_checker(_type, _frozenset, _tuple)  # before any solution code
 
     chunks = []
     while True:
@@ -164,6 +170,9 @@ def _harness():
         for key, value in _tuple(ns.items()):
             if _type(key) is _str and (key not in builtin_names or key == entry_point):
                 tns[key] = value
+        for key, value in _tuple(tns.items()):  # what the tests get back is checked (_checked)
+            if _type(value) is _function_type and value.__code__.co_filename == "<solution>":
+                tns[key] = _checked(value, honest_value)
         tns["__name__"], tns["__builtins__"] = "solution", _dict(builtin_items)
         _exec(tests_code, tns)
     except _BaseException as exc:
@@ -178,6 +187,107 @@ def _harness():
         pass
     _write(proof_fd, b"pass:" + _read(secret_fd, 64))
     _exit(0)
+
+
+# Dunders a subclass of an honest type may define without changing what comparisons and
+# arithmetic on its values mean (namedtuple defines these).
+_NEUTRAL = frozenset(("__module__", "__doc__", "__slots__", "__new__", "__repr__", "__getnewargs__",
+                      "__match_args__", "__qualname__", "__dict__", "__weakref__", "__annotations__",
+                      "__orig_bases__", "__parameters__", "__init_subclass__", "__class_getitem__",
+                      "__firstlineno__", "__static_attributes__", "__init__"))
+
+
+def _honesty_checker(_type, _frozenset, _tuple):
+    """value → None, or why it is not an honest value. Honest: built from the builtin and
+    stdlib value types (int, str, list, dict, Counter, Fraction, …) or subclasses of them
+    that define no dunder beyond `_NEUTRAL`, element by element. This blocks the AlwaysEqual
+    hack: a solution's own type with `__eq__`, `__sub__`, `__bool__`, … overridden would make
+    `assert candidate(x) == y` pass whatever it computed. Built before any solution code
+    runs (every builtin it calls is captured here); the stdlib types' dunders are
+    snapshotted, so patching `collections.Counter.__eq__` is caught too."""
+    import collections
+    import decimal
+    import fractions
+    import types
+
+    _sorted, _id, _any, _next, _keys, _values = sorted, id, any, next, dict.keys, dict.values
+    generator_type = types.GeneratorType
+    plain = (int, float, complex, bool, str, bytes, bytearray, _type(None), list, tuple, dict, set,
+             frozenset, range, slice, collections.Counter, collections.OrderedDict,
+             collections.defaultdict, collections.deque, fractions.Fraction, decimal.Decimal,
+             types.FunctionType, types.BuiltinFunctionType, _type(Ellipsis), _type(NotImplemented))
+    plain_set, neutral = _frozenset(plain), _NEUTRAL
+
+    def dunders(t):
+        return _tuple(_sorted((k, _id(v)) for k, v in t.__dict__.items() if k.startswith("__")))
+
+    snapshot = {t: dunders(t) for t in plain}
+    containers = _frozenset((list, tuple, set, frozenset, collections.deque))
+    mappings = _frozenset((dict, collections.Counter, collections.OrderedDict, collections.defaultdict))
+    lazy = _frozenset(_type(x) for x in (iter([]), iter(()), iter(""), iter({}), iter(set()), map(abs, []),
+                                         filter(None, []), zip(), enumerate([]), reversed([]),
+                                         iter(range(0)), iter({}.items()), iter({}.values())))
+    lazy = lazy | {generator_type}
+
+    def honest_type(t):
+        if t in plain_set:
+            return dunders(t) == snapshot[t]
+        base = _next((b for b in t.__mro__[1:] if b in plain_set), None)
+        if base is None:
+            return False
+        for klass in t.__mro__:
+            if klass is base:
+                return honest_type(base)
+            if _any(k.startswith("__") and k not in neutral for k in klass.__dict__):
+                return False
+        return False
+
+    def honest_value(value):
+        todo, budget = [value], 100_000
+        while todo and budget > 0:  # very large values: the rest is not inspected (bounded cost)
+            budget -= 1
+            v = todo.pop()
+            t = _type(v)
+            if t in lazy:
+                continue  # a builtin iterator nested in a value: its items are not inspected
+            if not honest_type(t):
+                return f"a value of type {t.__name__!r} defined by the solution (it could lie in comparisons)"
+            mro = t.__mro__
+            if _any(b in containers for b in mro):
+                todo.extend(v)
+            elif _any(b in mappings for b in mro):
+                todo.extend(_keys(v))  # the base class's own views: an override cannot hide items
+                todo.extend(_values(v))
+        return None
+
+    honest_value.is_lazy = lambda value: _type(value) in lazy
+    return honest_value
+
+
+def _checked(fn, honest_value):
+    """`fn` as the tests see it: its return value must be honest (`_honesty_checker`); an
+    iterator or generator is checked item by item as the tests consume it."""
+    is_lazy, name = honest_value.is_lazy, fn.__name__
+
+    def run(*args, **kwargs):
+        value = fn(*args, **kwargs)
+        if is_lazy(value):
+            return _checked_items(value, honest_value)
+        why = honest_value(value)
+        if why is not None:
+            raise TypeError(f"sandbox: {name} returned {why}")
+        return value
+
+    run.__name__, run.__qualname__, run.__doc__, run.__wrapped__ = fn.__name__, fn.__qualname__, fn.__doc__, fn
+    return run
+
+
+def _checked_items(iterator, honest_value):
+    for item in iterator:
+        why = honest_value(item)
+        if why is not None:
+            raise TypeError(f"sandbox: a yielded item is {why}")
+        yield item
 
 
 if __name__ == "__main__":

@@ -286,7 +286,7 @@ ATTACKS: dict[str, tuple[str, str]] = {
 # measured with `python tests/test_sandbox_redteam.py /tmp/sb_old98` (a checkout of it):
 # "passed" = the old sandbox was gamed. The swallowing attacks were SyntaxErrors there too
 # (the old builder put 3 newlines before the tests); the frame/gc/ctypes/proc attacks target
-# the new harness's internals. AlwaysEqual passed there and still does (xfail below).
+# the new harness's internals. AlwaysEqual passed there; it is failed now (the harness checks returned values).
 OLD_98CC54F: dict[str, str] = {
     "atexit_hook_os_exit_0": "passed",
     "closes_every_fd_then_exits_0": "passed",
@@ -366,9 +366,6 @@ def test_pool_is_healthy_after_the_attacks(pool):  # noqa: F811
     assert_healthy(pool)
 
 
-@pytest.mark.xfail(strict=True, reason="residual risk: a returned object whose __eq__ always says "
-                   "True passes `assert candidate(x) == y`; blocking it soundly needs every value "
-                   "the tests compare checked for solution-defined types (not done)")
 def test_always_equal_object_is_failed(pool):  # noqa: F811
     r = pool.run(*ALWAYS_EQUAL, timeout_s=6)
     assert r.status == "failed", r
@@ -453,3 +450,35 @@ if __name__ == "__main__":
 
     sys.path.insert(0, sys.argv[1])
     print(json.dumps(_old_verdicts(sys.argv[1]), indent=1, sort_keys=True))
+
+
+LYING_VALUES = {
+    "int_subclass_eq": "class N(int):\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return N(0)\n",
+    "float_subclass_sub": ("class F(float):\n    def __sub__(self, o):\n        return 0.0\n    def __eq__(self, o):\n"
+                           "        return True\ndef add(a, b):\n    return F(0)\n"),
+    "always_equal_inside_a_list": ("class A:\n    def __eq__(self, o):\n        return True\n"
+                                   "def add(a, b):\n    return [A()][0] if False else A()\n"),
+    "patched_stdlib_eq": ("import collections\ncollections.Counter.__eq__ = lambda s, o: True\n"
+                          "def add(a, b):\n    return collections.Counter()\n"),
+    "generator_of_liars": ("class A:\n    def __eq__(self, o):\n        return True\n"
+                           "def add(a, b):\n    yield A()\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LYING_VALUES))
+def test_values_that_lie_in_comparisons_are_failed(pool, name):  # noqa: F811
+    tests = TESTS if name != "generator_of_liars" else "assert next(add(1, 2)) == 3\n"
+    r = pool.run(LYING_VALUES[name], tests, timeout_s=6)
+    assert r.status == "failed", (name, r)
+
+
+def test_honest_values_of_stdlib_types_still_pass(pool):  # noqa: F811
+    code = ("import collections\nfrom fractions import Fraction\nP = collections.namedtuple('P', 'x y')\n"
+            "def add(a, b):\n    return a + b\n"
+            "def parts(a):\n    return (collections.Counter('aab'), P(a, a), Fraction(a, 2), {a: [a]}, iter([a]))\n"
+            "def gen(a):\n    yield a\n")
+    tests = ("import collections\nassert add(1, 2) == 3\nc, p, f, d, it = parts(2)\n"
+             "assert c == collections.Counter({'a': 2, 'b': 1}) and p == (2, 2) and f == 1 and d == {2: [2]}\n"
+             "assert list(it) == [2] and list(gen(5)) == [5]\n")
+    r = pool.run(code, tests, timeout_s=6)
+    assert r.status == "passed", r
