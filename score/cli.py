@@ -278,9 +278,18 @@ def _optional_hooks(sub: Any, bench_sub: Any) -> None:
     add_ablate_command(sub)
 
 
-def _quiet_down_prefect() -> None:
-    """Send Prefect's queued logs and events, stop its temporary API server now (it logs
-    "Stopping temporary server") and flush, so an error line printed next is the last line."""
+def _temporary_servers() -> dict:
+    """Prefect's temporary API servers alive in this process, by id."""
+    server = sys.modules.get("prefect.server.api.server")
+    instances = getattr(getattr(server, "SubprocessASGIServer", None), "_instances", {}) or {}
+    return {id(instance): instance for instance in list(instances.values())}
+
+
+def _quiet_down_prefect(keep: frozenset = frozenset()) -> None:
+    """Send Prefect's queued logs and events, stop the temporary API server this command
+    started (it logs "Stopping temporary server"; servers in `keep` were there before the
+    command — e.g. a test harness's — and stay up) and flush, so an error line printed next
+    is the last line."""
     if "prefect.logging.handlers" in sys.modules:  # send what is queued while the API still answers
         try:
             from prefect.events.worker import EventsWorker
@@ -290,8 +299,9 @@ def _quiet_down_prefect() -> None:
                 service.drain_all(timeout=10)
         except Exception:
             pass
-    server = sys.modules.get("prefect.server.api.server")
-    for instance in list(getattr(getattr(server, "SubprocessASGIServer", None), "_instances", {}).values()):
+    for key, instance in _temporary_servers().items():
+        if key in keep:
+            continue
         try:
             instance.stop()
         except Exception:
@@ -308,12 +318,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    before = frozenset(_temporary_servers())  # a caller's server (e.g. tests) is not ours to stop
     try:
         return int(args.func(args) or 0)
     except (ConfigError, FileNotFoundError, ValueError, UsageError) as exc:
         # bad config, bad data, a missing engine: one line, last and alone (after Prefect's logs)
         after_logs = "prefect" in sys.modules
-        _quiet_down_prefect()
+        _quiet_down_prefect(keep=before)
         print(f"{chr(10) if after_logs else ''}score: error: {str(exc).strip()}", file=sys.stderr, flush=True)
         return 2
 

@@ -187,3 +187,21 @@ def test_malformed_hub_names_are_errors(tmp_path):
                    "  eval: {source: math, hub_name: o/n, hub_split: 'te st'}\n")
     errors = dry_run_report(load_config(cfg))["errors"]
     assert any("data.train.hub_name" in e for e in errors) and any("data.eval.hub_split" in e for e in errors)
+
+
+def test_an_error_in_process_leaves_the_callers_prefect_server_up(prefect_harness, tmp_path):
+    """`score.cli.main` on an error stops the temporary Prefect server *it* started (so its
+    error line prints last) — never one its caller was using (this session's test server)."""
+    from prefect import flow
+
+    from score.cli import main
+
+    @flow
+    def ping() -> int:
+        return 1
+
+    assert ping() == 1  # the caller's server is up
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    assert main(["run", str(bad)]) == 2
+    assert ping() == 1  # and still is
