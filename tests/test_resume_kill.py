@@ -85,12 +85,12 @@ def test_kill_9_mid_training_then_resume(tmp_path):
         assert proc.poll() is None, log.read_text()[-4000:]
         assert time.monotonic() < deadline, "pipeline never reached stage 2 training"
         time.sleep(0.05)
-    children = _descendants(proc.pid)
+    # read the command lines before the kill: `score run`'s watchdog kills the step processes
+    # (and Prefect's temporary API server, see tests/test_faults.py) right after it, so a
+    # /proc lookup afterwards can find them already gone
+    steps = {c for c in _descendants(proc.pid) if "multiprocessing" in _cmdline(c)}
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(30)
-    # `score run`'s watchdog ends Prefect's temporary API server too (tests/test_faults.py
-    # checks that nothing survives); here only the step processes matter
-    steps = {c for c in children if "multiprocessing" in _cmdline(c)}
     before = _ledger(run_dir)
     assert "train/stage2/it002" not in before, "killed too late: training had already finished"
     assert "train/stage1/it001" in before and "eval/stage1/it001" in before
