@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         _quiet_prefect()
         from flows.pipeline import score_pipeline
-        from tasks.report import metrics_table, summary_rows
+        from tasks.report import interval_table, metrics_table, summary_rows
 
         result = score_pipeline(config_path=str(Path(args.config).resolve()), overrides=overrides or None,
                                 run_dir=args.run_dir)
@@ -200,6 +200,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             restore()
     print()
     print(metrics_table(summary_rows(result["evals"])))
+    intervals = interval_table(result["evals"])
+    if intervals:
+        print("\n" + intervals)
     print(f"\nrun directory: {result['run_dir']}\nreport: {result['report']}")
     return 0
 

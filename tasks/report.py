@@ -53,6 +53,50 @@ def summary_rows(evals: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]
     return rows
 
 
+def _per_problem(traces_path: str) -> dict[str, tuple[Any, Any]]:
+    """problem_id → (r1, r2) of a graded evaluation file (mean over rows if a problem repeats)."""
+    from score_core.tracefile import read_trace_columns
+
+    cols = read_trace_columns(traces_path)
+    rows: dict[str, list[tuple[Any, Any]]] = {}
+    for pid, r1, r2 in zip(cols["problem_id"], cols["reward1"], cols["reward2"]):
+        rows.setdefault(pid, []).append((r1, r2))
+
+    def mean(vals: list[Any]) -> Any:
+        known = [v for v in vals if v is not None]
+        return statistics.fmean(known) if known else None
+
+    return {pid: (mean([a for a, _ in rs]), mean([b for _, b in rs])) for pid, rs in rows.items()}
+
+
+def _iv(iv: Any) -> str:
+    return f"{100 * iv.estimate:+.1f} [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]"
+
+
+def interval_table(evals: list[dict[str, Any]], n_boot: int = 4000) -> str:
+    """Base and the final model side by side: Acc@t1, Acc@t2 and Δ(t1,t2) with 95% intervals
+    (paired bootstrap over the held-out problems, score_core/intervals.py), then the final
+    model minus the base on the same problems. Empty without a base evaluation."""
+    from score_core.intervals import align, bootstrap_interval, delta_grid, nanmean
+
+    if len(evals) < 2 or evals[0].get("stage") != "base":
+        return ""
+    base, final = evals[0], evals[-1]
+    ids, r1, r2 = align([_per_problem(base["path"]), _per_problem(final["path"])])
+    d = delta_grid(r1, r2)
+    name = summary_rows(evals)[-1][0]
+    lines = ["| model | Acc@t1 | Acc@t2 | Δ(t1,t2) [95% interval] |", "|---|---:|---:|---|"]
+    for row, label in ((0, "base"), (1, name)):
+        lines.append(f"| {label} | {100 * nanmean(r1[row]):.1f} | {100 * nanmean(r2[row]):.1f} "
+                     f"| {_iv(bootstrap_interval([d[row]], [1.0], n_boot))} |")
+    gain_t2 = bootstrap_interval([r2[1], r2[0]], [1.0, -1.0], n_boot)
+    gain_d = bootstrap_interval([d[1], d[0]], [1.0, -1.0], n_boot)
+    lines += ["", f"{name} − base, paired over the same {len(ids)} problems: Acc@t2 {_iv(gain_t2)}, "
+              f"Δ(t1,t2) {_iv(gain_d)} points (95% paired bootstrap intervals; an interval that "
+              "excludes 0 is a difference these problems can show)."]
+    return "\n".join(lines)
+
+
 def reward_stats(traces_path: str) -> dict[str, float]:
     """Mean / std of r1 and r2 over scored rows, and how many rows could not be scored."""
     from score_core.tracefile import read_trace_columns
@@ -121,6 +165,7 @@ def render(run: Path, run_name: str, config_path: str, evals: list[dict[str, Any
         f"- problems: train {data.get('train_n')} (`{data.get('train_path')}`), "
         f"eval {data.get('eval_n')} (`{data.get('eval_path')}`)", "",
         "## Held-out evaluation (greedy, %)", "", metrics_table(summary_rows(evals)), "",
+        *([interval_table(evals), ""] if len(evals) > 1 else []),
         "## Every evaluation (per stage iteration, %)", "", metrics_table(per_iter), "", *extra, "",
         "## Training rollouts: reward statistics", "", *_reward_lines(rollouts), "",
         "## Training", "", *_train_lines(trains), "",

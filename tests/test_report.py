@@ -49,3 +49,38 @@ def test_report_md_and_prefect_artifacts_show_it(tmp_path: Path):
     assert made["md"] == text
     assert made["score-report-t-evals"][0]["unchanged answer"] == "75.0"
     assert "unchanged" not in made["score-report-t-evals"][0]
+
+
+def _eval_file(path: Path, r1: list[float], r2: list[float]) -> str:
+    n = len(r1)
+    pq.write_table(pa.table({"problem_id": [f"p{i}" for i in range(n)], "attempt1": ["a"] * n,
+                             "attempt2": ["b"] * n, "reward1": r1, "reward2": r2}), path)
+    return str(path)
+
+
+def test_interval_table_puts_base_and_final_side_by_side(tmp_path: Path):
+    from tasks.report import interval_table
+
+    n = 400
+    # base: Δ exactly 0 on every problem; final: attempt 2 fixes 60 of the 200 it got wrong and
+    # breaks none, so Δ = +15 points and the paired gain over the base is the same +15
+    base_r = [1.0] * 200 + [0.0] * 200
+    final_r2 = [1.0] * 260 + [0.0] * 140
+    evals = [{"stage": "base", "iteration": 0, "path": _eval_file(tmp_path / "b.parquet", base_r, base_r), **EVAL},
+             {"stage": "stage2", "iteration": 4, "path": _eval_file(tmp_path / "f.parquet", base_r, final_r2), **EVAL}]
+    table = interval_table(evals, n_boot=1000)
+    assert _column(table, "Acc@t1") == ["50.0", "50.0"] and _column(table, "Acc@t2") == ["50.0", "65.0"]
+    base_cell, final_cell = _column(table, "Δ(t1,t2) [95% interval]")
+    assert base_cell == "+0.0 [+0.0, +0.0]"
+    est, lo, hi = (float(x) for x in final_cell.replace("[", "").replace("]", "").replace(",", "").split())
+    assert est == 15.0 and 11.0 < lo < 15.0 < hi < 19.0  # 1.96·√(.15·.85/400) ≈ 3.5 points
+    assert "after Stage II (it 4) − base, paired over the same 400 problems: Acc@t2 +15.0" in table
+    assert interval_table(evals[1:]) == ""  # no base evaluation: nothing to compare
+
+
+def test_report_md_carries_the_interval_table(tmp_path: Path):
+    r = [1.0, 0.0, 1.0, 0.0]
+    evals = [{"stage": "base", "iteration": 0, "path": _eval_file(tmp_path / "b.parquet", r, r), **EVAL},
+             {"stage": "stage1", "iteration": 1, "path": _eval_file(tmp_path / "f.parquet", r, [1.0] * 4), **EVAL}]
+    text = render(tmp_path, "t", "c.yaml", evals, [], {}, [], {})
+    assert "Δ(t1,t2) [95% interval]" in text.split("## Held-out evaluation")[1].split("## Every")[0]
