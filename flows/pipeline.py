@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from prefect import flow
 
@@ -28,14 +28,22 @@ from tasks.steps import close_vllm_rollout_server, configured
 
 
 @flow(name="score_pipeline", log_prints=True)
-def score_pipeline(config_path: str, overrides: Optional[dict[str, Any]] = None,
+def score_pipeline(config_path: str, overrides: Union[list[str], dict[str, Any], None] = None,
                    run_dir: Optional[str] = None) -> dict[str, Any]:
     """Train a model to self-correct with SCoRe (or the baseline/ablation `method` of the
     config: score_core/methods.py) and evaluate it after every training iteration.
 
-    `run_dir` may contain `{flow_run_name}` or `{scheduled}` (the run's scheduled start,
-    UTC, YYYYmmdd-HHMMSS), so each scheduled deployment run gets its own directory."""
-    cfg = load_config(config_path, overrides)
+    Args:
+        config_path: YAML config file, e.g. configs/demo.yaml (relative paths are relative to
+            the run's working directory: the repository root for its deployments).
+        overrides: config fields to change, one KEY=VALUE per entry as with `score run --set`,
+            e.g. train.lr=3e-4 or train.schedule=[stage1] (values are read as YAML); a
+            {key: value} mapping works too.
+        run_dir: output directory (empty: runs/<name> from the config); may contain
+            {scheduled} (the run's scheduled start, UTC, YYYYmmdd-HHMMSS) or {flow_run_name},
+            so each scheduled run gets its own directory. The same directory resumes.
+    """
+    cfg = load_config(config_path, parse_overrides(overrides))
     run = resolve_run_dir(run_dir or str(cfg.resolved_run_dir))
     with run_dir_lock(run):
         _pin_config(cfg, run)
@@ -78,6 +86,23 @@ def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
             evals.append(evaluate(policy_dir, stage, it))
     report = write_report(run, cfg.name, config_path, evals, trains, data, rollouts)
     return {"run_dir": run, "evals": evals, "train": trains, "rollouts": rollouts, **report}
+
+
+def parse_overrides(overrides: Union[list[str], dict[str, Any], None]) -> Optional[dict[str, Any]]:
+    """`["train.lr=3e-4", ...]` (values YAML, as `--set`) or a mapping → a mapping (or None)."""
+    if not overrides:
+        return None
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"overrides: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def resolve_run_dir(template: str) -> str:

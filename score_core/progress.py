@@ -1,18 +1,93 @@
-"""Progress bars for long work (rollout, grading, training), on stderr via tqdm.
+"""Progress of long work (rollout, grading, training): a tqdm bar on stderr, and, when a
+step runs under the pipeline, a tiny JSON file the Prefect task polls for the UI.
 
-Set SCORE_PROGRESS=0 to silence them (CI logs, benchmarks).
+Set SCORE_PROGRESS=0 to silence the terminal bars (CI logs, benchmarks); the file is
+written regardless. The file (`{"desc", "n", "total", "done"}`) is replaced atomically at
+most once per `period_s` and once more when the bar closes, so a reader never sees half a
+record and the step pays one small write a second at most. No Prefect here: the task side
+(tasks/progress.py) turns the file into a progress artifact.
 """
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import time
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from contextvars import ContextVar
+from typing import Any, Iterator, Optional
 
 from tqdm.auto import tqdm
 
+_SINK: ContextVar[Optional[str]] = ContextVar("score_progress_sink", default=None)
+
+
+class Bar:
+    """What `bar` yields: `update(n)` advances the terminal bar and the progress file."""
+
+    def __init__(self, pb: tqdm, total: Optional[int], desc: str, sink: Optional[str],
+                 period_s: float) -> None:
+        self.pb, self.total, self.desc, self.sink, self.period_s = pb, total, desc, sink, period_s
+        self.n, self._written = 0, 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.pb.update(n)
+        self.n += n
+        if self.sink and time.monotonic() - self._written >= self.period_s:
+            self.write()
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        self.pb.set_postfix(**kwargs)
+
+    def write(self, done: bool = False) -> None:
+        if not self.sink:
+            return
+        record = {"desc": self.desc, "n": self.n, "total": self.total, "done": done}
+        tmp = f"{self.sink}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as fh:
+                json.dump(record, fh)
+            os.replace(tmp, self.sink)
+        except OSError:  # progress is best-effort: never fail the step for it
+            pass
+        self._written = time.monotonic()
+
 
 @contextmanager
-def bar(total: Optional[int], desc: str) -> Iterator[tqdm]:
+def bar(total: Optional[int], desc: str, period_s: float = 1.0) -> Iterator[Bar]:
     disable = os.environ.get("SCORE_PROGRESS", "1") == "0"
     with tqdm(total=total, desc=desc, disable=disable, leave=False, dynamic_ncols=True) as pb:
-        yield pb
+        b = Bar(pb, total, desc, _SINK.get(), period_s)
+        b.write()
+        try:
+            yield b
+        finally:
+            b.write(done=True)
+
+
+@contextmanager
+def reporting(path: Optional[str]) -> Iterator[None]:
+    """Bars opened inside this block (in this thread or context) also write to `path`."""
+    token = _SINK.set(path)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+
+
+def read(path: str) -> Optional[dict[str, Any]]:
+    """The last record written to `path`, or None (none yet, or unreadable)."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def call_reporting(target: str, kwargs: dict[str, Any], path: Optional[str]) -> Any:
+    """Call `module:function(**kwargs)` with its bars reporting to `path` — the entry point a
+    step's child process runs (tasks/steps.py `_call`)."""
+    module, _, name = target.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    with reporting(path):
+        return fn(**kwargs)

@@ -22,6 +22,8 @@ from score_core.vllm_server import RolloutServer, VLLMUnavailable
 from .concurrency import slot
 from .isolation import run_in_child
 from .ledger import RunDirBusy, once
+from .names import grade_name, rollout_name
+from .progress import ui_progress
 
 NOT_RETRIED = (ValueError, TypeError, KeyError, AttributeError, AssertionError, FloatingPointError,
                NotImplementedError, FileNotFoundError, RunDirBusy, VLLMUnavailable)
@@ -57,13 +59,16 @@ def _log(msg: str) -> None:
 
 
 def _call(run_cfg: RunConfig, target: str, /, **kwargs: Any) -> dict[str, Any]:
-    """Run `score_core` step `target` ("module:function") in a child process, or inline."""
-    if run_cfg.orchestration.isolate_steps == "process":
-        return run_in_child(target, kwargs, threads=run_cfg.orchestration.torch_threads)
-    import importlib
+    """Run `score_core` step `target` ("module:function") in a child process, or inline; its
+    progress bars also feed the task run's progress artifact in the UI (`progress`)."""
+    from score_core.progress import call_reporting
 
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)(**kwargs)
+    with ui_progress() as sink:
+        args = {"target": target, "kwargs": kwargs, "path": sink}
+        if run_cfg.orchestration.isolate_steps == "process":
+            return run_in_child("score_core.progress:call_reporting", args,
+                                threads=run_cfg.orchestration.torch_threads)
+        return call_reporting(**args)
 
 
 def retry_on_infrastructure(task: Any, task_run: Any, state: Any) -> bool:
@@ -95,7 +100,7 @@ def configured(cfg: RunConfig) -> SimpleNamespace:
     )
 
 
-@task(name="prepare-data", tags=["io"])
+@task(name="prepare-data", task_run_name="prepare data", tags=["io"])
 def prepare_data(cfg: RunConfig, run_dir: str) -> dict[str, Any]:
     """MATH / GSM8K / MBPP / HumanEval / synthetic problems → problems_{train,eval}.parquet."""
     from score_core import steps
@@ -112,7 +117,7 @@ def _flat(nested: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return flat
 
 
-@task(name="pretrain-debug-base", tags=["gpu"])
+@task(name="pretrain-debug-base", task_run_name="pretrain debug base", tags=["gpu"])
 def pretrain_debug_base(cfg: RunConfig, run_dir: str) -> str:
     """Debug scale only: build and pre-train the tiny from-scratch base model."""
     model_dir = str(Path(run_dir) / "checkpoints" / "base")
@@ -128,7 +133,7 @@ def pretrain_debug_base(cfg: RunConfig, run_dir: str) -> str:
     return out["model_dir"]
 
 
-@task(name="rollout", tags=["gpu"])
+@task(name="rollout", task_run_name=rollout_name, tags=["gpu"])
 def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, stage: str,
             iteration: int, evaluation: bool = False) -> str:
     """Two attempts per problem: k samples at T=1.0 for training, greedy for evaluation."""
@@ -165,16 +170,17 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
     return out["path"]
 
 
-@task(name="grade", tags=["sandbox"])
+@task(name="grade", task_run_name=grade_name, tags=["sandbox"])
 def grade(cfg: RunConfig, run_dir: str, traces_path: str, problems_path: str) -> dict[str, Any]:
     """Rewards r1, r2: Math-Verify for answers, the Docker sandbox for code."""
     from score_core import steps
+    from score_core.progress import reporting
 
     out_path = traces_path.replace("_raw.parquet", ".parquet")
     key = "grade/" + Path(out_path).stem
 
     def run() -> dict[str, Any]:
-        with slot("grading", cfg):
+        with slot("grading", cfg), ui_progress() as sink, reporting(sink):
             runner = _code_runner(cfg, problems_path)
             try:
                 return steps.grade_step(traces_path, problems_path, out_path,
@@ -201,7 +207,7 @@ def _code_runner(cfg: RunConfig, problems_path: str) -> Optional[Any]:
     return SandboxPool(slots=cfg.grading.sandbox_slots)
 
 
-@task(name="train", tags=["gpu"])
+@task(name="train", task_run_name="train · {stage} · it {iteration}", tags=["gpu"])
 def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_path: str,
           problems_path: str, stage: str, iteration: int, kind: Optional[str] = None,
           alpha: Optional[float] = None) -> dict[str, Any]:
@@ -227,7 +233,7 @@ def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_p
     return out
 
 
-@task(name="sft-data", tags=["io"])
+@task(name="sft-data", task_run_name="sft data · {data} · it {iteration}", tags=["io"])
 def sft_data(cfg: RunConfig, run_dir: str, graded_path: str, data: str, iteration: int) -> dict[str, Any]:
     """STaR's D⁺ or Pair-SFT pairs from one iteration's graded rollouts (a Parquet file)."""
     from score_core import steps

@@ -1,0 +1,101 @@
+"""Task run names a user can read, the progress file a step's child process writes for the
+UI, the typed `overrides` parameter of the flow, and the deployment's parameter form."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from score_core import progress
+from tasks.names import grade_name, rollout_name, step_name
+from tasks.progress import percent
+
+
+def test_task_run_names_say_step_stage_and_iteration():
+    assert rollout_name({"stage": "stage1", "iteration": 2, "evaluation": False}) == "rollout · stage1 · it 2"
+    assert rollout_name({"stage": "stage2", "iteration": 4, "evaluation": True}) == "eval · stage2 · it 4"
+    assert rollout_name({"stage": "base", "iteration": 0, "evaluation": True}) == "eval · base"
+    assert grade_name({"traces_path": "/r/traces/rollout_stage1_it002_raw.parquet"}) == "grade · stage1 · it 2"
+    assert grade_name({"traces_path": "traces/eval_base_it000_raw.parquet"}) == "grade eval · base"
+    assert grade_name({"traces_path": "t/rollout_single_turn_it013_raw.parquet"}) == "grade · single_turn · it 13"
+    assert step_name("train", "stage2", 4) == "train · stage2 · it 4"
+
+
+def test_decorated_tasks_carry_the_names():
+    from tasks import steps
+
+    assert steps.train.task_run_name.format(stage="stage2", iteration=4) == "train · stage2 · it 4"
+    assert steps.prepare_data.task_run_name == "prepare data"
+    assert steps.pretrain_debug_base.task_run_name == "pretrain debug base"
+    assert steps.rollout.task_run_name is rollout_name and steps.grade.task_run_name is grade_name
+    cfg_tasks = steps.configured(_tiny_cfg())  # with_options keeps the names
+    assert cfg_tasks.rollout.task_run_name is rollout_name
+
+
+def _tiny_cfg():
+    from pathlib import Path
+
+    from score_core.config import load_config
+
+    return load_config(str(Path(__file__).parent / "configs" / "tiny.yaml"))
+
+
+def test_bar_writes_a_throttled_progress_file(tmp_path):
+    sink = tmp_path / "p.json"
+    with progress.reporting(str(sink)):
+        with progress.bar(total=10, desc="rollout stage1 it1", period_s=3600) as pb:
+            assert progress.read(str(sink)) == {"desc": "rollout stage1 it1", "n": 0, "total": 10, "done": False}
+            for _ in range(7):
+                pb.update(1)
+            # throttled: nothing new within the period
+            assert progress.read(str(sink))["n"] == 0
+    assert progress.read(str(sink)) == {"desc": "rollout stage1 it1", "n": 7, "total": 10, "done": True}
+    assert percent(progress.read(str(sink))) == (70.0, "7/10 (rollout stage1 it1)")
+    other = tmp_path / "q.json"
+    with progress.bar(total=3, desc="outside"):  # no sink outside `reporting`
+        pass
+    assert not other.exists() and progress.read(str(other)) is None
+
+
+def test_step_in_a_child_process_reports_to_the_parent(tmp_path):
+    """A real forkserver child (tasks/isolation.py) writes the file the parent task polls."""
+    from tasks.isolation import run_in_child
+
+    sink = tmp_path / "child.json"
+    t0 = time.monotonic()
+    out = run_in_child("score_core.progress:call_reporting",
+                       {"target": "tests.test_task_names_progress:_counting_step", "kwargs": {"n": 5},
+                        "path": str(sink)})
+    assert out == {"counted": 5}
+    assert progress.read(str(sink)) == {"desc": "count", "n": 5, "total": 5, "done": True}
+    assert time.monotonic() - t0 < 120
+
+
+def _counting_step(n: int) -> dict:
+    with progress.bar(total=n, desc="count") as pb:
+        for _ in range(n):
+            pb.update(1)
+    return {"counted": n}
+
+
+def test_overrides_as_key_value_strings_or_mapping():
+    from flows.pipeline import parse_overrides
+
+    assert parse_overrides(["train.lr=0.0003", "train.schedule=[stage1]", "name=x=y"]) == {
+        "train.lr": 0.0003, "train.schedule": ["stage1"], "name": "x=y"}
+    assert parse_overrides({"train.seed": 3}) == {"train.seed": 3}
+    assert parse_overrides([]) is None and parse_overrides(None) is None
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["train.lr"])
+
+
+def test_flow_parameter_form_is_typed_and_described():
+    from flows.pipeline import score_pipeline
+
+    props = score_pipeline.parameters.model_dump()["properties"]
+    assert props["config_path"]["type"] == "string"
+    assert {"type": "array", "items": {"type": "string"}} in props["overrides"]["anyOf"]
+    assert {"type": "string"} in props["run_dir"]["anyOf"]
+    for name in ("config_path", "overrides", "run_dir"):
+        assert len(props[name].get("description", "")) > 30, name
+    assert "KEY=VALUE" in props["overrides"]["description"]
