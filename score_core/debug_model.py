@@ -153,7 +153,7 @@ def pretrain_debug_base(cfg: DebugBaseConfig, out_dir: str | os.PathLike, progre
     `cfg.lr`, gradient clipping at 1.0, batches drawn by cycling shuffled passes over the
     corpus. Returns flat metrics: final loss, tokens/s, wall time, parameter count.
     """
-    from tqdm.auto import tqdm
+    from .progress import iterate
 
     t0 = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -166,7 +166,7 @@ def pretrain_debug_base(cfg: DebugBaseConfig, out_dir: str | os.PathLike, progre
     warmup = max(1, min(100, cfg.steps // 10))
     order, cursor, tokens, losses = torch.randperm(len(input_ids), generator=gen), 0, 0, []
     model.train()
-    bar = tqdm(range(cfg.steps), desc="pretrain debug base", disable=not progress)
+    bar = iterate(range(cfg.steps), desc="pretrain debug base", quiet=not progress)
     for step in bar:
         if cursor + cfg.batch_size > len(order):
             order, cursor = torch.randperm(len(input_ids), generator=gen), 0

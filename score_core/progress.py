@@ -54,8 +54,9 @@ class Bar:
 
 
 @contextmanager
-def bar(total: Optional[int], desc: str, period_s: float = 1.0) -> Iterator[Bar]:
-    disable = os.environ.get("SCORE_PROGRESS", "1") == "0"
+def bar(total: Optional[int], desc: str, period_s: float = 1.0, quiet: bool = False) -> Iterator[Bar]:
+    """A progress bar (silent on the terminal if `quiet` or SCORE_PROGRESS=0)."""
+    disable = quiet or os.environ.get("SCORE_PROGRESS", "1") == "0"
     with tqdm(total=total, desc=desc, disable=disable, leave=False, dynamic_ncols=True) as pb:
         b = Bar(pb, total, desc, _SINK.get(), period_s)
         b.write()
@@ -63,6 +64,25 @@ def bar(total: Optional[int], desc: str, period_s: float = 1.0) -> Iterator[Bar]
             yield b
         finally:
             b.write(done=True)
+
+
+class iterate:
+    """`for x in iterate(range(n), desc): ...` — a bar over a sized iterable, like tqdm's,
+    with `set_postfix`."""
+
+    def __init__(self, items: Any, desc: str, quiet: bool = False) -> None:
+        self.items, self.desc, self.quiet, self._bar = items, desc, quiet, None
+
+    def __iter__(self) -> Iterator[Any]:
+        with bar(total=len(self.items), desc=self.desc, quiet=self.quiet) as b:
+            self._bar = b
+            for item in self.items:
+                yield item
+                b.update(1)
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(**kwargs)
 
 
 @contextmanager

@@ -99,3 +99,15 @@ def test_flow_parameter_form_is_typed_and_described():
     for name in ("config_path", "overrides", "run_dir"):
         assert len(props[name].get("description", "")) > 30, name
     assert "KEY=VALUE" in props["overrides"]["description"]
+
+
+def test_iterate_reports_like_a_bar(tmp_path):
+    sink = tmp_path / "it.json"
+    with progress.reporting(str(sink)):
+        it = progress.iterate(range(4), desc="pretrain debug base", quiet=True)
+        seen = []
+        for x in it:
+            it.set_postfix(loss="1.0")
+            seen.append(x)
+    assert seen == [0, 1, 2, 3]
+    assert progress.read(str(sink)) == {"desc": "pretrain debug base", "n": 4, "total": 4, "done": True}
