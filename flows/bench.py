@@ -1,125 +1,228 @@
-"""`score bench pipeline`: what Prefect orchestration costs on one debug-scale iteration.
+"""`score bench pipeline`: where a debug-scale iteration's wall time goes, and what Prefect
+and child processes add to it.
 
-In one invocation, on the same pre-trained base model and problems, run one Stage I
-iteration (evaluate base → rollout → grade → train → evaluate → report) twice:
-  direct — the same `score_core.steps` calls, in this process, no Prefect;
-  flow   — `score_pipeline` on the embedded Prefect API: tasks, ledger, child processes
-           for rollout/training (forkserver), artifacts.
-Once-per-process costs are measured and printed separately, not counted in the ratio: the
-ephemeral API's start-up (a warm-up flow) and the step forkserver's start (its imports).
-Goal: overhead ≤ 5% of the iteration's time.
-Timings on a shared 2-core machine are noisy; `--repeats` alternates the two.
+In one invocation, on the same pre-trained base model and problems, one Stage I iteration
+(evaluate base → rollout → grade → train → evaluate → report) runs three ways, alternating:
+  direct       — the same `score_core.steps` calls, in this process: no Prefect, no children
+                 (the baseline);
+  flow_inline  — `score_pipeline` on the embedded Prefect API, steps in this process
+                 (`orchestration.isolate_steps=inline`);
+  flow_process — the default flow: rollout and training in forkserver child processes.
+Each step's phases (decode, grading, optimizer loop, model load/save, Parquet I/O, child
+process, ledger) are timed by `score_core.timing` in whichever process runs them; the
+split is in `flows/bench_split.py`. `--prompts 32,256` repeats it at several iteration
+sizes (× k episodes) to separate fixed from per-episode costs. Once-per-process costs (the
+ephemeral API's start, the forkserver's imports) are printed apart, not in any ratio.
+Timings on a shared 2-core machine are noisy; `--repeats` alternates the modes.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 EPILOG = """examples:
   score bench pipeline                                 # configs/demo.yaml, one Stage I iteration
-  score bench pipeline --set train.prompts_per_iteration=128 --repeats 2
+  score bench pipeline --prompts 32,256 --repeats 2     # 128 vs 1024 episodes per iteration
 """
 
 
-def direct_iteration(cfg: Any, run: Path) -> None:
+def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
     """The flow's score_core calls, made directly (same order, same arguments)."""
     from score_core import steps
     from tasks.report import write_report
 
-    data = {f"{r}_{k}": v for r, rec in steps.prepare_problems(cfg, run).items() for k, v in rec.items()}
+    def step(key: str, fn: Any, *a: Any, **kw: Any) -> Any:
+        t0 = time.time()
+        try:
+            return fn(*a, **kw)
+        finally:
+            windows.append((key, t0, time.time()))
+
+    prep = step("prepare_data", steps.prepare_problems, cfg, run)
+    data = {f"{r}_{k}": v for r, rec in prep.items() for k, v in rec.items()}
     base = cfg.model.path
     traces = run / "traces"
 
     def evaluate(model: str, stage: str, it: int) -> dict:
         raw = str(traces / f"eval_{stage}_it{it:03d}_raw.parquet")
-        steps.rollout_step(model, data["eval_path"], raw, run_id=cfg.name, stage=stage, iteration=it,
-                           k=1, temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens,
-                           batch_size=cfg.eval.batch_size, seed=cfg.train.seed, dtype=cfg.model.dtype)
-        out = steps.grade_step(raw, data["eval_path"], raw.replace("_raw", ""),
-                               math_timeout_s=cfg.grading.math_timeout_s)
+        step(f"eval/{stage}/it{it:03d}", steps.rollout_step, model, data["eval_path"], raw, run_id=cfg.name,
+             stage=stage, iteration=it, k=1, temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens,
+             batch_size=cfg.eval.batch_size, seed=cfg.train.seed, dtype=cfg.model.dtype)
+        out = step(f"grade/eval_{stage}_it{it:03d}", steps.grade_step, raw, data["eval_path"],
+                   raw.replace("_raw", ""), math_timeout_s=cfg.grading.math_timeout_s)
         return {"stage": stage, "iteration": it, "model": model, **out}
 
     evals = [evaluate(base, "base", 0)]
     raw = str(traces / "rollout_stage1_it001_raw.parquet")
-    steps.rollout_step(base, data["train_path"], raw, run_id=cfg.name, stage="stage1", iteration=1,
-                       k=cfg.rollout.k, temperature=cfg.rollout.temperature,
-                       max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size,
-                       seed=cfg.train.seed + 1000, limit=cfg.train.prompts_per_iteration, offset=0,
-                       dtype=cfg.model.dtype)
-    graded = steps.grade_step(raw, data["train_path"], raw.replace("_raw", ""),
-                              math_timeout_s=cfg.grading.math_timeout_s)
+    step("rollout/stage1/it001", steps.rollout_step, base, data["train_path"], raw, run_id=cfg.name,
+         stage="stage1", iteration=1, k=cfg.rollout.k, temperature=cfg.rollout.temperature,
+         max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size,
+         seed=cfg.train.seed + 1000, limit=cfg.train.prompts_per_iteration, offset=0, dtype=cfg.model.dtype)
+    graded = step("grade/rollout_stage1_it001", steps.grade_step, raw, data["train_path"],
+                  raw.replace("_raw", ""), math_timeout_s=cfg.grading.math_timeout_s)
     ckpt = str(run / "checkpoints" / "it001_stage1")
-    step = steps.train_step(cfg, base, base, graded["path"], data["train_path"], "stage1", ckpt, 1)
+    tr = step("train/stage1/it001", steps.train_step, cfg, base, base, graded["path"], data["train_path"],
+              "stage1", ckpt, 1)
     evals.append(evaluate(ckpt, "stage1", 1))
-    write_report.fn(str(run), cfg.name, "bench", evals, [{"stage": "stage1", "iteration": 1, **step}],
-                    data, [{"stage": "stage1", "iteration": 1, **graded}])
+    write_report.fn(str(run), cfg.name, "bench", evals, [{"stage": "stage1", "iteration": 1, **tr}],
+                    data, [{"stage": "stage1", "iteration": 1, **graded}])  # timed: _instrument
 
 
-def run_bench(config: str, overrides: dict, out: Path, repeats: int) -> dict[str, Any]:
+_WINDOWS: list = []  # the current flow run's step windows (filled by the wrapped `once`)
+
+
+def _instrument() -> None:
+    """Time the flow's step bodies (windows) and ledger look-ups in this process, by wrapping
+    the module functions the tasks call (measurement only; the flow's code is unchanged)."""
+    import tasks.ledger as ledger
+    import tasks.steps as tsteps
+    from score_core.timing import phase
+    from tasks.report import write_report
+
+    if getattr(tsteps.once, "_bench", False):
+        return
+    windows = _WINDOWS
+    orig_once, orig_finished, orig_record, orig_report = tsteps.once, ledger.finished, ledger.record, write_report.fn
+
+    def once(run_dir: Any, key: str, fn: Any) -> Any:
+        def body() -> Any:
+            t0 = time.time()
+            try:
+                return fn()
+            finally:
+                windows.append((key, t0, time.time()))
+        return orig_once(run_dir, key, body)
+
+    def timed(f: Any, name: str) -> Any:
+        @functools.wraps(f)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            with phase(name):
+                return f(*a, **kw)
+        return wrapper
+
+    once._bench = True  # type: ignore[attr-defined]
+    tsteps.once = once
+    ledger.finished, ledger.record = timed(orig_finished, "ledger"), timed(orig_record, "ledger")
+    write_report.fn = timed(orig_report, "report")
+
+
+def _timed_run(mode: str, config: str, overrides: dict, run: Path, sink: str) -> dict[str, float]:
+    from flows.bench_split import split
+    from flows.pipeline import score_pipeline
+    from score_core.config import load_config
+    from score_core.timing import read_lines
+
+    windows = _WINDOWS
+    windows.clear()
+    shutil.rmtree(run, ignore_errors=True)  # a fresh run directory: nothing resumes
+    _instrument()
+    t0 = time.time()
+    if mode == "direct":
+        direct_iteration(load_config(config, overrides), run, windows)
+    else:
+        iso = {"orchestration.isolate_steps": "inline" if mode == "flow_inline" else "process"}
+        score_pipeline(config_path=str(Path(config).resolve()), overrides={**overrides, **iso}, run_dir=str(run))
+    t1 = time.time()
+    return split(read_lines(sink), windows, t0, t1)
+
+
+def run_bench(config: str, overrides: dict, out: Path, repeats: int, prompts: list[int],
+              modes: list[str]) -> dict[str, Any]:
     from prefect import flow
 
-    from flows.pipeline import score_pipeline
+    from flows.bench_split import mean_splits, with_prefect
+    from score_core import timing
     from score_core.config import load_config
     from score_core.debug_model import pretrain_debug_base
     from tasks.isolation import warm_up
 
     out.mkdir(parents=True, exist_ok=True)
+    sink = str(out / "timing.jsonl")
+    Path(sink).unlink(missing_ok=True)
+    os.environ[timing.ENV] = sink  # before the forkserver starts: its children inherit it
     cfg0 = load_config(config, overrides)
     base = out / "base"
     if not (base / "config.json").is_file():
         print(f"pre-training the debug base model once ({cfg0.model.debug_base.steps} steps, not timed)")
         pretrain_debug_base(cfg0.model.debug_base, base)
-    overrides = {**overrides, "model.path": str(base), "train.schedule": ["stage1"],
-                 "eval.every_iteration": True}
-    cfg = load_config(config, overrides)
+    overrides = {**overrides, "model.path": str(base), "train.schedule": ["stage1"], "eval.every_iteration": True}
     t0 = time.perf_counter()
     flow(name="bench-warmup")(lambda: None)()
     api_start_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     warm_up()
     forkserver_start_s = time.perf_counter() - t0
-    times: dict[str, list[float]] = {"direct": [], "flow": []}
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        direct_iteration(cfg, out / f"direct-{r}")
-        times["direct"].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        score_pipeline(config_path=str(Path(config).resolve()), overrides=overrides, run_dir=str(out / f"flow-{r}"))
-        times["flow"].append(time.perf_counter() - t0)
-        print(f"repeat {r}: direct {times['direct'][-1]:.1f} s, flow {times['flow'][-1]:.1f} s")
-    direct, flowed = sum(times["direct"]), sum(times["flow"])
-    return {"config": config, "overrides": overrides, "repeats": repeats, "api_start_s": api_start_s,
-            "forkserver_start_s": forkserver_start_s,
-            "direct_s": times["direct"], "flow_s": times["flow"],
-            "overhead_ratio": (flowed - direct) / direct, "cpu_count": os.cpu_count(),
-            "loadavg_1m": os.getloadavg()[0]}
+    results: dict[str, Any] = {}
+    for p in prompts:
+        ov = {**overrides, "train.prompts_per_iteration": p}
+        k = load_config(config, ov).rollout.k
+        runs: dict[str, list] = {m: [] for m in modes}
+        for r in range(repeats):
+            for m in (modes if r % 2 == 0 else modes[::-1]):
+                runs[m].append(_timed_run(m, config, ov, out / f"p{p}-{m}-{r}", sink))
+                print(f"{p * k} episodes, repeat {r}, {m}: {runs[m][-1]['wall']:.1f} s", flush=True)
+        per = {"direct": mean_splits(runs["direct"])} if "direct" in runs else {}
+        for m in modes:
+            if m != "direct":
+                per[m] = mean_splits([with_prefect(d, f) for d, f in zip(runs["direct"], runs[m])])
+        if "direct" in per:
+            per["direct"] = with_prefect(per["direct"], per["direct"])
+        results[str(p * k)] = {"prompts": p, "k": k, "mean": per, "runs": runs}
+    return {"config": config, "overrides": overrides, "repeats": repeats, "modes": modes,
+            "api_start_s": api_start_s, "forkserver_start_s": forkserver_start_s, "results": results,
+            "cpu_count": os.cpu_count(), "loadavg": os.getloadavg()}
 
 
 def bench_pipeline(args: argparse.Namespace) -> int:
+    from flows.bench_split import per_iteration, table
     from score.cli import _parse_set, _quiet_prefect
 
     _quiet_prefect()
     os.environ.setdefault("SCORE_PROGRESS", "0")
-    r = run_bench(args.config, _parse_set(args.set), Path(args.out), args.repeats)
-    print(json.dumps(r, indent=2))
-    print(f"\nPrefect overhead: {100 * r['overhead_ratio']:+.1f}% of one iteration's wall time "
-          f"(direct {sum(r['direct_s']):.1f} s vs flow {sum(r['flow_s']):.1f} s over {r['repeats']} "
-          f"repeat(s); goal ≤ 5%).\nOnce per process, not in the ratio: ephemeral API start "
-          f"{r['api_start_s']:.1f} s, step forkserver start (imports) {r['forkserver_start_s']:.1f} s.")
+    load0 = os.getloadavg()
+    prompts = [int(x) for x in args.prompts.split(",")] if args.prompts else [0]
+    overrides = _parse_set(args.set)
+    if prompts == [0]:
+        from score_core.config import load_config
+
+        prompts = [load_config(args.config, overrides).train.prompts_per_iteration]
+    r = run_bench(args.config, overrides, Path(args.out), args.repeats, prompts, args.modes.split(","))
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1))
+    print(f"\nload average before {load0[0]:.2f} {load0[1]:.2f}, after {r['loadavg'][0]:.2f} "
+          f"{r['loadavg'][1]:.2f} on {r['cpu_count']} CPUs; mean of {r['repeats']} repeat(s) per mode")
+    for eps, res in r["results"].items():
+        print("\n" + table(int(eps), res["mean"]))
+    if "direct" in r["modes"]:
+        for eps, res in r["results"].items():
+            m = res["mean"]
+            for mode in (x for x in r["modes"] if x != "direct"):
+                over = per_iteration(m[mode]) / per_iteration(m["direct"]) - 1
+                print(f"{eps} episodes: {mode} adds {100 * over:+.1f}% per iteration over direct "
+                      f"(prefect {m[mode]['prefect']:.2f} s, child processes {m[mode]['child_process']:.2f} s)")
+    print(f"Once per process, not in the ratios: ephemeral API start {r['api_start_s']:.1f} s, "
+          f"step forkserver start (imports) {r['forkserver_start_s']:.1f} s.")
     return 0
 
 
 def add_bench_command(bench_subparsers: Any) -> argparse.ArgumentParser:
     p = bench_subparsers.add_parser(
-        "pipeline", help="Prefect overhead: one debug-scale iteration as the flow vs direct calls",
+        "pipeline", help="where a debug-scale iteration's time goes: direct calls vs the flow",
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="configs/demo.yaml", help="config (default configs/demo.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     p.add_argument("--out", default="runs/bench-pipeline", help="scratch directory (default runs/bench-pipeline)")
-    p.add_argument("--repeats", type=int, default=1, help="alternate direct/flow this many times")
+    p.add_argument("--repeats", type=int, default=1, help="alternate the modes this many times")
+    p.add_argument("--prompts", default="", help="comma-separated train.prompts_per_iteration values to "
+                   "measure (× rollout.k episodes each; default: the config's)")
+    p.add_argument("--modes", default="direct,flow_inline,flow_process",
+                   help="comma-separated subset of direct,flow_inline,flow_process (direct is the baseline)")
+    p.add_argument("--json", default="", metavar="FILE", help="also write every measurement to FILE")
     p.set_defaults(func=bench_pipeline)
     return p

@@ -22,6 +22,7 @@ from .rollout import rollout_two_attempts
 from .schema import atomic_write_text, read_episodes, read_problems, write_episodes, write_problems
 from .trainer import Hyper, load_optimizer_state, train_on_episodes
 from .progress import bar
+from .timing import phase
 
 
 def prepare_problems(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
@@ -30,10 +31,12 @@ def prepare_problems(cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for role, ds in (("train", cfg.data.train), ("eval", cfg.data.eval)):
-        result = load_problems(ds)
+        with phase("prepare"):
+            result = load_problems(ds)
         if not result.problems:
             raise ValueError(f"data.{role}: no problems loaded from {ds.path or ds.hub_name or ds.source}")
-        path = write_problems(result.problems, run_dir / f"problems_{role}.parquet")
+        with phase("parquet_io"):
+            path = write_problems(result.problems, run_dir / f"problems_{role}.parquet")
         out[role] = {"path": str(path), "n": len(result.problems), "n_skipped": result.n_skipped}
     return out
 
@@ -55,11 +58,13 @@ def rollout_step(
     rollout, or a restart after it died). Without `vllm_server` a private server is started
     and closed here (an engine start per call). Traces are written only after both attempts
     came back, atomically: a died engine (`EngineDied`, retried) leaves nothing behind."""
-    problems = read_problems(problems_path)
+    with phase("parquet_io"):
+        problems = read_problems(problems_path)
     if limit is not None:
         start = (offset * limit) % max(len(problems), 1)
         problems = (problems[start:] + problems[:start])[:limit]
-    tokenizer = load_tokenizer(model_dir)
+    with phase("model_load"):
+        tokenizer = load_tokenizer(model_dir)
     model, gen_engine, extra = None, None, {}
     if engine == "vllm":
         from .vllm_engine import build_engine
@@ -72,10 +77,11 @@ def rollout_step(
         extra = {"vllm_engine_built": gen_engine.built, "vllm_engine_start_s": gen_engine.start_s,
                  "vllm_sync_s": gen_engine.sync_s}
     else:
-        model = load_model(model_dir, dtype=dtype)
+        with phase("model_load"):
+            model = load_model(model_dir, dtype=dtype)
     t0 = time.perf_counter()
     try:
-        with bar(total=2 * k * len(problems), desc=f"rollout {stage} it{iteration}") as pb:
+        with phase("rollout"), bar(total=2 * k * len(problems), desc=f"rollout {stage} it{iteration}") as pb:
             episodes = rollout_two_attempts(
                 model, tokenizer, problems, k=k, temperature=temperature, max_new_tokens=max_new_tokens,
                 batch_size=batch_size, run_id=run_id, stage=stage, iteration=iteration, seed=seed,
@@ -84,7 +90,8 @@ def rollout_step(
         if gen_engine is not None:
             gen_engine.close()  # the connection (and a private server); the run's server stays up
     dt = time.perf_counter() - t0
-    write_episodes(episodes, out_path)
+    with phase("parquet_io"):
+        write_episodes(episodes, out_path)
     n_tok = sum(e.tokens1 + e.tokens2 for e in episodes)
     return {"path": out_path, "episodes": len(episodes), "gen_tokens": n_tok,
             "gen_tokens_per_s": n_tok / dt if dt else 0.0, "rollout_s": dt, **extra}
@@ -95,14 +102,18 @@ def grade_step(
     code_runner: Optional[CodeRunner] = None, code_timeout_s: float = 10.0, code_memory_mb: int = 512,
 ) -> dict[str, Any]:
     """Fill r1/r2 of every episode; unknown rewards stay null and are counted."""
-    episodes = read_episodes(traces_path)
-    problems = {p.problem_id: p for p in read_problems(problems_path)}
-    with bar(total=2 * len(episodes), desc="grade") as pb:
+    with phase("parquet_io"):
+        episodes = read_episodes(traces_path)
+        problems = {p.problem_id: p for p in read_problems(problems_path)}
+    with phase("grading"), bar(total=2 * len(episodes), desc="grade") as pb:
         graded = grade_episodes(episodes, problems, code_runner=code_runner, math_timeout_s=math_timeout_s,
                                 code_timeout_s=code_timeout_s, code_memory_mb=code_memory_mb,
                                 progress=pb.update)
-    write_episodes(graded, out_path)
-    return {"path": out_path, **episode_metrics(graded, problems)}
+    with phase("parquet_io"):
+        write_episodes(graded, out_path)
+    with phase("grading"):
+        metrics = episode_metrics(graded, problems)
+    return {"path": out_path, **metrics}
 
 
 def metrics_of_traces(traces_path: str, problems: Optional[dict[str, Any]] = None) -> dict[str, float]:
@@ -157,14 +168,16 @@ def train_step(
     frozen, and π_ref is the same model with the adapter off. The checkpoint (weights or
     adapter, and optimizer.pt) is saved in float32; the rollout step loads it in `dtype`."""
     torch.manual_seed(cfg.train.seed + iteration)
-    built = build_training(cfg, policy_dir, base_dir)
+    with phase("model_load"):
+        built = build_training(cfg, policy_dir, base_dir)
     accelerator, tokenizer, policy, ref_model, optimizer = (
         built.accelerator, built.tokenizer, built.policy, built.ref_model, built.optimizer)
     resumed_optimizer = built.resumed_optimizer
-    episodes = read_episodes(traces_path)
-    problems = {p.problem_id: p for p in read_problems(problems_path)}
+    with phase("parquet_io"):
+        episodes = read_episodes(traces_path)
+        problems = {p.problem_id: p for p in read_problems(problems_path)}
     hp = _hyper(cfg, iteration, alpha)
-    with bar(total=cfg.steps_per_iteration, desc=f"train {stage} it{iteration}") as pb:
+    with phase("training"), bar(total=cfg.steps_per_iteration, desc=f"train {stage} it{iteration}") as pb:
         history = train_on_episodes(policy, ref_model, tokenizer, optimizer, accelerator, episodes,
                                     problems, stage, hp, progress=pb.update)  # type: ignore[arg-type]
     if history and all(h["nan_skipped"] for h in history):
@@ -172,8 +185,9 @@ def train_step(
     state = {"stage": stage, "iteration": iteration, "history": history,
              "resumed_optimizer": resumed_optimizer}
     if accelerator.is_main_process:  # one writer under `accelerate launch`
-        save_checkpoint(accelerator.unwrap_model(policy), tokenizer, out_dir, optimizer, state)
-        atomic_write_text(json.dumps(history), Path(out_dir).with_suffix(".history.json"))
+        with phase("model_save"):
+            save_checkpoint(accelerator.unwrap_model(policy), tokenizer, out_dir, optimizer, state)
+            atomic_write_text(json.dumps(history), Path(out_dir).with_suffix(".history.json"))
     accelerator.wait_for_everyone()
     return {"checkpoint": out_dir, "engine": cfg.rollout.engine, **_summarise(history)}
 

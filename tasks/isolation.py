@@ -21,6 +21,8 @@ import time
 import traceback
 from typing import Any, Optional
 
+from score_core import timing
+
 PRELOAD = ["score_core.steps", "score_core.debug_model", "score_core.rollout", "score_core.trainer",
            "transformers", "transformers.models.auto.modeling_auto",
            "transformers.models.auto.tokenization_auto", "transformers.tokenization_utils_fast",
@@ -63,18 +65,21 @@ def run_in_child(target: str, kwargs: dict[str, Any], threads: Optional[int] = N
     """Call `module:function(**kwargs)` in a fresh process and return its record.
     `threads`: torch intra-op threads in the child (None: torch's default)."""
     ctx = _context()
+    t_start = time.time()
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(target, kwargs, send, os.getpid(), threads),
                        name=f"score-step:{target}")
     proc.start()
     send.close()
     try:
-        ok, payload = recv.recv()
+        ok, payload, inner_s = recv.recv()
     except EOFError:
-        ok, payload = None, None
+        ok, payload, inner_s = None, None, 0.0
     finally:
         recv.close()
     proc.join()
+    # what the child process added around the step itself: fork, start, result transfer, exit
+    timing.record("child_process", t_start, time.time() - inner_s)
     if ok is None:
         raise StepProcessDied(f"{target}: child process exited with code {proc.exitcode} and no result")
     if ok:
@@ -96,20 +101,21 @@ def _child_main(target: str, kwargs: dict[str, Any], send: Any, parent_pid: int,
                 threads: Optional[int] = None) -> None:
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     module, _, name = target.partition(":")
+    t0 = time.time()
     try:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         result = getattr(importlib.import_module(module), name)(**kwargs)
-        send.send((True, result))
+        send.send((True, result, time.time() - t0))
     except BaseException as exc:  # sent back and re-raised in the parent
         text = traceback.format_exc()
         try:
             pickled = pickle.dumps(exc)
         except Exception:
             pickled = b""
-        send.send((False, (pickled, text)))
+        send.send((False, (pickled, text), time.time() - t0))
     finally:
         send.close()
 
