@@ -1,0 +1,55 @@
+"""Design rule 1: `score_core` (the algorithm library) imports no prefect and no docker —
+neither at import time nor lazily inside a function."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FORBIDDEN = ("prefect", "docker")
+
+IMPORT_ALL_BLOCKED = f"""
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {FORBIDDEN!r}:
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+import score_core
+names = [m.name for m in pkgutil.walk_packages(score_core.__path__, "score_core.")]
+for name in names:
+    importlib.import_module(name)
+print(len(names))
+"""
+
+
+def test_every_score_core_module_imports_with_prefect_and_docker_unimportable():
+    out = subprocess.run([sys.executable, "-c", IMPORT_ALL_BLOCKED], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.split()[-1]) >= 20  # the walk found the package's modules
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def test_no_score_core_source_imports_them_anywhere():
+    offenders = [f"{p.relative_to(REPO)}:{line}: {name}" for p in sorted((REPO / "score_core").rglob("*.py"))
+                 for line, name in _imports(p) if name.split(".")[0] in FORBIDDEN]
+    assert not offenders, offenders
+
+
+def test_the_scan_sees_a_lazy_import(tmp_path):
+    # the static check must catch an import hidden inside a function
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from prefect import flow\n    import docker.errors\n")
+    assert [n for _, n in _imports(src)] == ["prefect", "docker.errors"]
