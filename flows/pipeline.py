@@ -84,7 +84,8 @@ def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
         policy_dir = step["checkpoint"]
         if cfg.eval.every_iteration or it == len(plan):
             evals.append(evaluate(policy_dir, stage, it))
-    report = write_report(run, cfg.name, config_path, evals, trains, data, rollouts)
+    report = write_report.with_options(task_run_name="report")(run, cfg.name, config_path, evals, trains,
+                                                                data, rollouts)
     return {"run_dir": run, "evals": evals, "train": trains, "rollouts": rollouts, **report}
 
 

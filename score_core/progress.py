@@ -3,8 +3,9 @@ step runs under the pipeline, a tiny JSON file the Prefect task polls for the UI
 
 Set SCORE_PROGRESS=0 to silence the terminal bars (CI logs, benchmarks); the file is
 written regardless. The file (`{"desc", "n", "total", "done"}`) is replaced atomically at
-most once per `period_s` and once more when the bar closes, so a reader never sees half a
-record and the step pays one small write a second at most. No Prefect here: the task side
+most once per `period_s` (0.25 s; the first update at once) and once more when the bar
+closes, so a reader never sees half a record and the step pays a few small writes a second
+at most (tens of microseconds each). No Prefect here: the task side
 (tasks/progress.py) turns the file into a progress artifact.
 """
 from __future__ import annotations
@@ -54,12 +55,13 @@ class Bar:
 
 
 @contextmanager
-def bar(total: Optional[int], desc: str, period_s: float = 1.0, quiet: bool = False) -> Iterator[Bar]:
+def bar(total: Optional[int], desc: str, period_s: float = 0.25, quiet: bool = False) -> Iterator[Bar]:
     """A progress bar (silent on the terminal if `quiet` or SCORE_PROGRESS=0)."""
     disable = quiet or os.environ.get("SCORE_PROGRESS", "1") == "0"
     with tqdm(total=total, desc=desc, disable=disable, leave=False, dynamic_ncols=True) as pb:
         b = Bar(pb, total, desc, _SINK.get(), period_s)
         b.write()
+        b._written = 0.0  # the first update is written at once
         try:
             yield b
         finally:

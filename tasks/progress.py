@@ -68,16 +68,16 @@ class _Poller:
             self.publish()
 
     def publish(self, final: bool = False, ok: bool = True) -> None:
-        record = progress.read(self.path)
-        pct, what = percent(record)
+        pct, counts = percent(progress.read(self.path))
         if final:
             pct = 100.0 if ok else (pct or 0.0)
-            what = (f"done{': ' + what if what else ''}" if ok else
-                    f"stopped at {pct:.0f}%{': ' + what if what else ''}")
+            what = f"done{counts}" if ok else f"stopped at {pct:.0f}%{counts}"
         elif pct is None or pct == self.shown:
             return
-        self._send(pct or 0.0, f"**{self.title}**: {what}")
-        self.shown = pct or 0.0
+        else:
+            what = f"{pct:.0f}%{counts}"
+        self._send(pct, f"**{self.title}**: {what}")
+        self.shown = pct
 
     def _send(self, pct: float, description: str) -> None:
         from prefect.client.orchestration import get_client
@@ -91,8 +91,8 @@ class _Poller:
 
 
 def percent(record: Optional[dict[str, Any]]) -> tuple[Optional[float], str]:
-    """(percentage rounded to 1%, "n/total desc") of a progress record; (None, "") if unknown."""
+    """(percentage rounded to 1%, " (n/total)") of a progress record; (None, "") if unknown."""
     if not record or not record.get("total"):
         return None, ""
     n, total = int(record.get("n", 0)), int(record["total"])
-    return float(min(100, round(100 * n / total))), f"{n}/{total} ({record.get('desc', '')})"
+    return float(min(100, round(100 * n / total))), f" ({n}/{total})"

@@ -47,10 +47,10 @@ def test_bar_writes_a_throttled_progress_file(tmp_path):
             assert progress.read(str(sink)) == {"desc": "rollout stage1 it1", "n": 0, "total": 10, "done": False}
             for _ in range(7):
                 pb.update(1)
-            # throttled: nothing new within the period
-            assert progress.read(str(sink))["n"] == 0
+            # the first update is written at once, the next ones only after the period
+            assert progress.read(str(sink))["n"] == 1
     assert progress.read(str(sink)) == {"desc": "rollout stage1 it1", "n": 7, "total": 10, "done": True}
-    assert percent(progress.read(str(sink))) == (70.0, "7/10 (rollout stage1 it1)")
+    assert percent(progress.read(str(sink))) == (70.0, " (7/10)")
     other = tmp_path / "q.json"
     with progress.bar(total=3, desc="outside"):  # no sink outside `reporting`
         pass
@@ -111,3 +111,54 @@ def test_iterate_reports_like_a_bar(tmp_path):
             seen.append(x)
     assert seen == [0, 1, 2, 3]
     assert progress.read(str(sink)) == {"desc": "pretrain debug base", "n": 4, "total": 4, "done": True}
+
+
+def _progress_artifacts() -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterTaskRunId
+    from prefect.context import TaskRunContext
+
+    task_run_id = TaskRunContext.get().task_run.id
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(artifact_filter=ArtifactFilter(task_run_id=ArtifactFilterTaskRunId(any_=[task_run_id])))
+
+
+def test_progress_artifact_follows_the_step_and_ends_at_its_outcome(prefect_harness):
+    """Under a real (test) Prefect API: the artifact moves while the step runs, ends at 100%
+    when it finished, and stays where a failed step stopped."""
+    from prefect import flow, task
+
+    from tasks.progress import ui_progress
+
+    @task(task_run_name="count · {name}")
+    def counting(name: str, fail: bool) -> list:
+        seen = []
+        with ui_progress(period_s=0.2) as sink, progress.reporting(sink):
+            with progress.bar(total=4, desc="count", period_s=0.05) as pb:
+                for _ in range(2):
+                    pb.update(1)
+                    time.sleep(1.5)  # the poller publishes within 0.2 s; the API answers in < 1 s
+                    seen.append([(a.data, a.description) for a in _progress_artifacts()])
+                if fail:
+                    raise RuntimeError("the step broke half way")
+                pb.update(2)
+        return seen
+
+    @flow
+    def two_steps() -> list:
+        ok = counting("ok", False)
+        failed = counting("failed", True, return_state=True)
+        return [ok, failed]
+
+    ok, failed = two_steps()
+    assert ok[0] == [(25.0, "**count · ok**: 25% (1/4)")]
+    assert ok[1] == [(50.0, "**count · ok**: 50% (2/4)")]
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        arts = {a.description.split("**")[1]: a for a in client.read_artifacts() if a.type == "progress"
+                and a.description and a.description.startswith("**count ·")}
+    assert (arts["count · ok"].data, arts["count · ok"].description) == (100.0, "**count · ok**: done (4/4)")
+    assert (arts["count · failed"].data, arts["count · failed"].description) == (
+        50.0, "**count · failed**: stopped at 50% (2/4)")
+    assert failed.is_failed()
