@@ -59,7 +59,7 @@ def run_cell(config_path: str, overrides: dict[str, Any], base_name: str, base_d
     result = score_pipeline.with_options(flow_run_name=f"{base_name}/{method}/seed{seed}")(
         config_path=config_path, overrides=cell, run_dir=run_dir)
     final = result["evals"][-1]
-    return {"base": base_name, "method": method, "seed": seed, "run_dir": run_dir,
+    return {"base": base_name, "method": method, "seed": seed, "run_dir": run_dir, "eval_path": final["path"],
             "metrics": {k: final[k] for k in TABLE_KEYS if k in final}}
 
 
@@ -120,16 +120,59 @@ def _bases(config_path: str, overrides: dict[str, Any], model_path: Optional[str
 
 def _write_outputs(out_dir: str, results: list[dict[str, Any]], rows: list[dict[str, Any]],
                    meta: dict[str, Any], results_md: Optional[str]) -> dict[str, Any]:
-    from tasks.plots import plot_ablation
+    from tasks.plots import plot_ablation, plot_reward_curves
 
     out = Path(out_dir)
-    atomic_write_text(json.dumps({"meta": meta, "cells": results, "rows": rows}, indent=2), out / "ablation.json")
+    boot, curves = _paired_intervals(results), _reward_curves(results)
+    atomic_write_text(json.dumps({"meta": meta, "cells": results, "rows": rows,
+                                  "paired_bootstrap": {b: {m: {k: iv._asdict() for k, iv in ivs.items()}
+                                                           for m, ivs in by.items()} for b, by in boot.items()},
+                                  "reward_curves": curves},
+                                 indent=2), out / "ablation.json")
     plot = plot_ablation(rows, out / "ablation.png")
-    text = results_markdown(rows, meta, plot.name)
+    plot_reward_curves(curves, out / "reward_curves.png")
+    text = results_markdown(rows, meta, plot.name, boot, curves)
     atomic_write_text(text, out / "RESULTS.md")
     if results_md:  # the repository's copy, with its own plot beside it
         md = Path(results_md)
         doc_plot = plot_ablation(rows, md.parent / f"{md.stem.lower()}_ablation.png")
-        atomic_write_text(results_markdown(rows, meta, doc_plot.name), md)
+        plot_reward_curves(curves, md.parent / f"{md.stem.lower()}_reward_curves.png")
+        atomic_write_text(results_markdown(rows, meta, doc_plot.name, boot, curves) + _hand_written(md), md)
     print(text)
     return {"out_dir": str(out), "rows": rows, "meta": meta}
+
+
+def _paired_intervals(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """base → method → paired-bootstrap intervals (score_core.ablation.paired_intervals),
+    from each cell's graded held-out traces."""
+    from score_core.ablation import paired_intervals
+    from score_core.tracefile import per_problem_rewards
+
+    per_base: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for cell in sorted(results, key=lambda c: c["seed"]):
+        per_base.setdefault(cell["base"], {}).setdefault(cell["method"], []).append(
+            per_problem_rewards(cell["eval_path"]))
+    return {base: paired_intervals(by_method) for base, by_method in per_base.items()}
+
+
+def _reward_curves(results: list[dict[str, Any]]) -> dict[str, dict[str, list[list[float]]]]:
+    """base → method → per seed, the mean r2 of each training iteration's rollouts (from the
+    cell's metrics.json; methods without training rollouts have none)."""
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    for cell in sorted(results, key=lambda c: c["seed"]):
+        metrics = json.loads((Path(cell["run_dir"]) / "metrics.json").read_text())
+        curve = [r["reward_stats"]["reward2_mean"] for r in metrics.get("rollouts", [])]
+        if curve:
+            curves.setdefault(cell["base"], {}).setdefault(cell["method"], []).append(curve)
+    return curves
+
+
+READING_MARK = "<!-- hand-written below: `score ablate` keeps everything after this line -->"
+
+
+def _hand_written(md: Path) -> str:
+    """The hand-written part of an existing RESULTS.md (the task's design, the reading), kept
+    below the regenerated tables; a placeholder mark when there is none yet."""
+    old = md.read_text() if md.is_file() else ""
+    kept = old.split(READING_MARK, 1)[1] if READING_MARK in old else "\n\n(no reading written yet)\n"
+    return "\n" + READING_MARK + kept

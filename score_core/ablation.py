@@ -13,6 +13,7 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable, Optional, Sequence
 
+from .intervals import Interval, align, bootstrap_interval, delta_grid
 from .methods import UNTRAINED
 
 TABLE_METRICS = (
@@ -111,30 +112,81 @@ def _lo_hi(v: tuple[float, float]) -> tuple[float, float]:
     return m - h, m + h
 
 
-def goal_checks(rows: Sequence[dict[str, Any]], base: str) -> list[tuple[str, Optional[bool]]]:
-    """Issue 5's goal, checked on one base model's rows: (statement, met?) — None when a
-    needed method is missing. Measured and reported, never asserted."""
-    by = {r["method"]: r for r in rows if r["base"] == base}
-    if "score" not in by:
-        return [("SCoRe was run", False)]
-    score = by["score"]
-    out: list[tuple[str, Optional[bool]]] = []
-    best = max(by.values(), key=lambda r: r["accuracy_t2"][0])
-    out.append((f"SCoRe has the highest Acc@t2 (highest: {best['method']})", best["method"] == "score"))
-    lo, _ = _lo_hi(score["delta_t1_t2"])
-    out.append(("SCoRe's Δ(t1,t2) interval excludes 0 (lies above it)", lo > 0))
-    for other in ("multi_turn_rl", "star", "pair_sft"):
-        if other not in by:
-            out.append((f"SCoRe's Δ interval lies above {other}'s", None))
-            continue
-        _, hi = _lo_hi(by[other]["delta_t1_t2"])
-        out.append((f"SCoRe's Δ interval lies above {other}'s", lo > hi))
-    if "base" in by:
-        out.append(("the base model's Δ ≤ 0", by["base"]["delta_t1_t2"][0] <= 0))
+def paired_intervals(per_seed: dict[str, list[dict[str, tuple[Any, Any]]]], n_boot: int = 4000,
+                     ref: str = "score") -> dict[str, dict[str, Interval]]:
+    """One base model's cells → method → {"delta", "acc_t2"} and, for methods other than
+    `ref`, {"ref_minus_delta", "ref_minus_acc_t2"}: `ref` minus the method. 95% paired
+    bootstrap over the held-out problems (shared draw) and each method's seeds
+    (score_core/intervals.py). `per_seed[method]`: one {problem_id: (r1, r2)} per seed."""
+    methods = list(per_seed)
+    runs = [run for m in methods for run in per_seed[m]]
+    _, r1, r2 = align(runs)  # problems every run answered, same column order everywhere
+    grids, at = {}, 0
+    for m in methods:
+        n = len(per_seed[m])
+        grids[m] = (r2[at:at + n], delta_grid(r1[at:at + n], r2[at:at + n]))
+        at += n
+    out: dict[str, dict[str, Interval]] = {}
+    for m, (acc_t2, delta) in grids.items():
+        out[m] = {"delta": bootstrap_interval([delta], [1.0], n_boot),
+                  "acc_t2": bootstrap_interval([acc_t2], [1.0], n_boot)}
+        if ref in grids and m != ref:
+            ref_acc, ref_delta = grids[ref]
+            out[m]["ref_minus_delta"] = bootstrap_interval([ref_delta, delta], [1.0, -1.0], n_boot)
+            out[m]["ref_minus_acc_t2"] = bootstrap_interval([ref_acc, acc_t2], [1.0, -1.0], n_boot)
     return out
 
 
-def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], plot_name: str) -> str:
+def _fmt_iv(iv: Optional[Interval]) -> str:
+    if iv is None or math.isnan(iv.estimate):
+        return "–"
+    return f"{100 * iv.estimate:+.1f} [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]"
+
+
+def interval_table(boot: dict[str, dict[str, Interval]]) -> str:
+    """The paired-bootstrap table of one base model (percent points)."""
+    lines = ["| method | Δ(t1,t2) [95%] | SCoRe − method: Δ [95%] | SCoRe − method: Acc@t2 [95%] |",
+             "|---|---|---|---|"]
+    lines += [f"| {m} | {_fmt_iv(b['delta'])} | {_fmt_iv(b.get('ref_minus_delta'))} | "
+              f"{_fmt_iv(b.get('ref_minus_acc_t2'))} |" for m, b in boot.items()]
+    return "\n".join(lines)
+
+
+def goal_checks(rows: Sequence[dict[str, Any]], base: str,
+                boot: Optional[dict[str, dict[str, Interval]]] = None) -> list[tuple[str, Optional[bool]]]:
+    """Issue 12's goal, checked on one base model's rows: (statement, met?) — None when a
+    needed method is missing. With `boot` (paired_intervals) the interval statements use the
+    paired bootstrap (SCoRe − method excludes 0 from above); without, the Student-t intervals
+    over seeds. Measured and reported, never asserted."""
+    by = {r["method"]: r for r in rows if r["base"] == base}
+    if "score" not in by:
+        return [("SCoRe was run", False)]
+    out: list[tuple[str, Optional[bool]]] = []
+    best = max(by.values(), key=lambda r: r["accuracy_t2"][0])
+    out.append((f"SCoRe has the highest Acc@t2 (highest: {best['method']})", best["method"] == "score"))
+    lo = boot["score"]["delta"].lo if boot else _lo_hi(by["score"]["delta_t1_t2"])[0]
+    out.append(("SCoRe's Δ(t1,t2) interval excludes 0 (lies above it)", lo > 0))
+    for other in ("multi_turn_rl", "star", "pair_sft"):
+        text = f"SCoRe's Δ lies above {other}'s (paired interval of the difference > 0)" if boot \
+            else f"SCoRe's Δ interval lies above {other}'s"
+        if other not in by:
+            out.append((text, None))
+        elif boot:
+            out.append((text, boot[other]["ref_minus_delta"].lo > 0))
+        else:
+            out.append((text, lo > _lo_hi(by[other]["delta_t1_t2"])[1]))
+    if "base" in by:
+        out.append(("the base model's Δ ≤ 0", by["base"]["delta_t1_t2"][0] <= 0))
+    if "multi_turn_rl" in by:
+        unchanged = by["multi_turn_rl"]["unchanged_answer_rate"][0]
+        out.append((f"multi-turn RL collapses: unchanged answer ≥ 95% (measured {100 * unchanged:.1f}%)",
+                    unchanged >= 0.95))
+    return out
+
+
+def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], plot_name: str,
+                     boot: Optional[dict[str, dict[str, dict[str, Interval]]]] = None,
+                     curves: Optional[dict[str, dict[str, list[list[float]]]]] = None) -> str:
     """docs/RESULTS.md: command, seeds, wall time, one table per base model, goal checks,
     and the paper's MATH table for comparison."""
     bases = list(dict.fromkeys(r["base"] for r in rows))
@@ -150,10 +202,46 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], plot_
            "'unchanged answer': y2 commits to y1's final answer; 'edit ratio': edit distance / "
            "total length of both attempts.", ""]
     for base in bases:
-        out += [f"## Base model `{base}`", "", markdown_table(rows, base), "", "Goal checks (measured):", ""]
+        b = (boot or {}).get(base)
+        out += [f"## Base model `{base}`", "", markdown_table(rows, base), ""]
+        if b:
+            out += ["Paired bootstrap over the held-out problems and seeds (percent points, 95%):", "",
+                    interval_table(b), ""]
+        curve = curve_table((curves or {}).get(base, {}))
+        if curve:
+            out += ["Training-reward curves (mean r2 of each iteration's training rollouts, %, mean over seeds):",
+                    "", curve, ""]
+        out += ["Goal checks (measured):", ""]
         out += [f"- {'met' if ok else ('not run' if ok is None else 'NOT met')}: {text}"
-                for text, ok in goal_checks(rows, base)]
+                for text, ok in goal_checks(rows, base, b)]
         out.append("")
-    out += [f"![Acc@t2 and Δ(t1,t2) per method]({plot_name})", "",
-            "## The paper, for comparison (Kumar et al. 2024, Table 3 and Table 4)", "", paper_table(), ""]
+    out += [f"![Acc@t2 and Δ(t1,t2) per method]({plot_name})", ""]
+    if curves:  # written beside the bar plot by flows/ablate.py
+        out += [f"![training reward per iteration]({plot_name.replace('ablation.png', 'reward_curves.png')})", ""]
+    out += ["## The paper, for comparison (Kumar et al. 2024, Table 3 and Table 4)", "", paper_table(), ""]
     return "\n".join(out)
+
+
+def curve_table(curves: dict[str, list[list[float]]]) -> str:
+    """Training-reward curves of one base model: method → one list per seed of the mean r2
+    of each iteration's training rollouts (the on-policy reward). Shows the mean over seeds
+    per iteration and the change over the last third of the iterations — a curve that has
+    not flattened has a change far from 0 (the budget did not let the method converge)."""
+    width = max((len(c) for runs in curves.values() for c in runs), default=0)
+    if not width:
+        return ""
+    head = "| method | " + " | ".join(f"it {i + 1}" for i in range(width)) + " | change over last third |"
+    lines = [head, "|---|" + "---|" * (width + 1)]
+    for method, runs in curves.items():
+        mean = [_mean_at(runs, i) for i in range(width)]
+        known = [v for v in mean if not math.isnan(v)]
+        third = max(1, len(known) // 3)
+        change = known[-1] - known[-1 - third] if len(known) > third else math.nan
+        cells = " | ".join("–" if math.isnan(v) else f"{100 * v:.1f}" for v in mean)
+        lines.append(f"| {method} | {cells} | {'–' if math.isnan(change) else f'{100 * change:+.1f}'} |")
+    return "\n".join(lines)
+
+
+def _mean_at(runs: list[list[float]], i: int) -> float:
+    vals = [r[i] for r in runs if i < len(r) and r[i] is not None and not math.isnan(r[i])]
+    return sum(vals) / len(vals) if vals else math.nan

@@ -40,3 +40,18 @@ def read_trace_columns(path: str | Path) -> dict[str, list[Any]]:
     for name in ("attempt1", "attempt2"):
         out[name] = [s if s is not None else "" for s in out[name]]
     return out
+
+
+def per_problem_rewards(path: str | Path) -> dict[str, tuple[Any, Any]]:
+    """problem_id → (r1, r2) of a graded evaluation file (the mean over rows if a problem
+    repeats; None where no row of it could be scored)."""
+    cols = read_trace_columns(path)
+    rows: dict[str, list[tuple[Any, Any]]] = {}
+    for pid, r1, r2 in zip(cols["problem_id"], cols["reward1"], cols["reward2"]):
+        rows.setdefault(pid, []).append((r1, r2))
+
+    def mean(vals: list[Any]) -> Any:
+        known = [v for v in vals if v is not None]
+        return sum(known) / len(known) if known else None
+
+    return {pid: (mean([a for a, _ in rs]), mean([b for _, b in rs])) for pid, rs in rows.items()}

@@ -130,3 +130,28 @@ def plot_ablation(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     return Path(_save(fig, Path(path)))
+
+
+def plot_reward_curves(curves: dict[str, dict[str, list[list[float]]]], path: Path) -> Path:
+    """Training reward (mean r2 of each iteration's rollouts) per method, one panel per base
+    model; thin lines are seeds, the thick line their mean."""
+    import math
+
+    bases = list(curves) or ["(none)"]
+    fig, axes = _figure(1, len(bases), size=(6 * len(bases), 4.5))
+    axes = axes if hasattr(axes, "__len__") else [axes]
+    for ax, base in zip(axes, bases):
+        for i, (method, runs) in enumerate(curves.get(base, {}).items()):
+            color = f"C{i % 10}"
+            for run in runs:
+                ax.plot(range(1, len(run) + 1), [100 * v for v in run], color=color, alpha=0.3, linewidth=0.8)
+            width = max(len(r) for r in runs)
+            mean = [sum(vals) / len(vals) if vals else math.nan
+                    for vals in ([r[j] for r in runs if j < len(r)] for j in range(width))]
+            ax.plot(range(1, width + 1), [100 * v for v in mean], color=color, linewidth=2, label=method)
+        ax.set_title(f"training reward r2 — {base}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("mean r2 of the iteration's rollouts (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return Path(_save(fig, Path(path)))

@@ -53,22 +53,6 @@ def summary_rows(evals: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]
     return rows
 
 
-def _per_problem(traces_path: str) -> dict[str, tuple[Any, Any]]:
-    """problem_id → (r1, r2) of a graded evaluation file (mean over rows if a problem repeats)."""
-    from score_core.tracefile import read_trace_columns
-
-    cols = read_trace_columns(traces_path)
-    rows: dict[str, list[tuple[Any, Any]]] = {}
-    for pid, r1, r2 in zip(cols["problem_id"], cols["reward1"], cols["reward2"]):
-        rows.setdefault(pid, []).append((r1, r2))
-
-    def mean(vals: list[Any]) -> Any:
-        known = [v for v in vals if v is not None]
-        return statistics.fmean(known) if known else None
-
-    return {pid: (mean([a for a, _ in rs]), mean([b for _, b in rs])) for pid, rs in rows.items()}
-
-
 def _iv(iv: Any) -> str:
     return f"{100 * iv.estimate:+.1f} [{100 * iv.lo:+.1f}, {100 * iv.hi:+.1f}]"
 
@@ -78,11 +62,12 @@ def interval_table(evals: list[dict[str, Any]], n_boot: int = 4000) -> str:
     (paired bootstrap over the held-out problems, score_core/intervals.py), then the final
     model minus the base on the same problems. Empty without a base evaluation."""
     from score_core.intervals import align, bootstrap_interval, delta_grid, nanmean
+    from score_core.tracefile import per_problem_rewards
 
     if len(evals) < 2 or evals[0].get("stage") != "base":
         return ""
     base, final = evals[0], evals[-1]
-    ids, r1, r2 = align([_per_problem(base["path"]), _per_problem(final["path"])])
+    ids, r1, r2 = align([per_problem_rewards(base["path"]), per_problem_rewards(final["path"])])
     d = delta_grid(r1, r2)
     name = summary_rows(evals)[-1][0]
     lines = ["| model | Acc@t1 | Acc@t2 | Δ(t1,t2) [95% interval] |", "|---|---:|---:|---|"]

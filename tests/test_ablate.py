@@ -57,3 +57,35 @@ def test_results_markdown_has_table_goal_checks_plot_and_paper_numbers(ablation)
     assert "score ablate tiny" in text and "| SCoRe | 60.0 | 64.4 |" in text
     assert (out / "docs" / "results_ablation.png").stat().st_size > 1000
     assert (out / "run" / "ablation.png").is_file() and (out / "run" / "RESULTS.md").is_file()
+
+
+def test_paired_bootstrap_comes_from_the_cells_traces(ablation):
+    from score_core.ablation import paired_intervals
+    from score_core.tracefile import per_problem_rewards
+
+    out, _ = ablation
+    data = json.loads((out / "run" / "ablation.json").read_text())
+    boot = data["paired_bootstrap"]["debug-seed0"]
+    assert set(boot) == set(METHODS)
+    score_cell = next(c for c in data["cells"] if c["method"] == "score")
+    # Δ's point estimate is the cell's own held-out Δ, recomputed from its traces
+    assert abs(boot["score"]["delta"]["estimate"] - score_cell["metrics"]["delta_t1_t2"]) < 1e-9
+    again = paired_intervals({"score": [per_problem_rewards(score_cell["eval_path"])]})
+    assert again["score"]["delta"].estimate == boot["score"]["delta"]["estimate"]
+    text = (out / "docs" / "RESULTS.md").read_text()
+    assert "Paired bootstrap over the held-out problems and seeds" in text
+    assert "Training-reward curves" in text and "| score |" in text.split("Training-reward curves")[1]
+    assert (out / "docs" / "results_reward_curves.png").stat().st_size > 1000
+    assert set(data["reward_curves"]["debug-seed0"]) >= {"score", "multi_turn_rl", "star"}
+
+
+def test_rewriting_results_md_keeps_the_hand_written_part(ablation, tmp_path):
+    from flows.ablate import READING_MARK, _hand_written
+
+    out, _ = ablation
+    text = (out / "docs" / "RESULTS.md").read_text()
+    assert READING_MARK in text  # the generated file already carries the mark
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# old generated table\n" + READING_MARK + "\n## Task design\nwritten before the run\n")
+    assert _hand_written(md) == "\n" + READING_MARK + "\n## Task design\nwritten before the run\n"
+    assert "old generated table" not in _hand_written(md)
