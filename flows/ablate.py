@@ -30,7 +30,7 @@ TABLE_KEYS = ("accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delt
               "unchanged_rate", "unchanged_answer_rate", "edit_distance_ratio", "n", "n_unscored")
 
 
-@task(name="pretrain-ablation-base", tags=["gpu"])
+@task(name="pretrain-ablation-base", task_run_name="pretrain debug base · seed {base_seed}", tags=["gpu"])
 def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, out_dir: str) -> str:
     """One independently pre-trained debug base model (weights and corpus from `base_seed`)."""
     from tasks.isolation import run_in_child
@@ -46,7 +46,7 @@ def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, o
     return model_dir
 
 
-@task(name="ablation-cell")
+@task(name="ablation-cell", task_run_name="cell · {base_name} · {method} · seed {seed}")
 def run_cell(config_path: str, overrides: dict[str, Any], base_name: str, base_dir: str, method: str,
              seed: int, out_dir: str) -> dict[str, Any]:
     """One (base, method, seed) pipeline run; returns its final held-out metrics."""

@@ -22,24 +22,30 @@ EPILOG = """examples:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from score.cli import _parse_set, _quiet_prefect
+    from score.cli import _parse_set, _quiet_prefect, check_sandbox_engine, guard_descendants
     from score_core.config import load_config
     from score_core.methods import METHODS
 
     overrides = _parse_set(args.set)
-    load_config(args.config, overrides)  # validate before starting Prefect
+    cfg = load_config(args.config, overrides)  # validate before starting Prefect
     bad = [m for m in args.methods or [] if m not in METHODS]
     if bad:
         raise ValueError(f"unknown --methods {bad}; choose from {', '.join(METHODS)}")
     if args.seeds < 1 or args.workers < 1:
         raise ValueError("--seeds and --workers must be ≥ 1")
-    _quiet_prefect()
-    from flows.ablate import score_ablate
+    check_sandbox_engine(cfg)  # a code family: the Docker engine answers before any work
+    restore = guard_descendants()  # nothing this command starts outlives it (kill -9 included)
+    try:
+        _quiet_prefect()
+        from flows.ablate import score_ablate
 
-    command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
-    score_ablate(config_path=str(Path(args.config).resolve()), seeds=args.seeds, methods=args.methods,
-                 base_seeds=args.base_seeds, out_dir=args.out, workers=args.workers,
-                 overrides=overrides or None, results_md=args.results_md or None, command=command)
+        command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
+        score_ablate(config_path=str(Path(args.config).resolve()), seeds=args.seeds, methods=args.methods,
+                     base_seeds=args.base_seeds, out_dir=args.out, workers=args.workers,
+                     overrides=overrides or None, results_md=args.results_md or None, command=command)
+    finally:
+        if restore:
+            restore()
     print(f"\ntable, plot, RESULTS.md: {args.out}" + (f"; also {args.results_md}" if args.results_md else ""))
     return 0
 

@@ -31,11 +31,13 @@ EPILOG = """examples:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from score.cli import _parse_set
+    from score.cli import _parse_set, check_sandbox_engine
     from score_core.config import load_config
 
     overrides = _parse_set(args.set)
     cfg = load_config(args.config, overrides)  # fail here, not at 03:00
+    if not args.work_pool:  # serving: the runs grade here (a worker checks its own machine)
+        check_sandbox_engine(cfg)
     os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(args.heartbeat)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -45,8 +47,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise ValueError("score deploy needs a Prefect server: start one with `prefect server start` "
                          "and export PREFECT_API_URL=http://127.0.0.1:4200/api (see README)")
     run_dir = args.run_dir or str(Path.cwd() / "runs" / cfg.name / "{scheduled}")
-    params = {"config_path": str(Path(args.config).resolve()), "overrides": overrides or None,
-              "run_dir": run_dir}
+    params = {"config_path": str(Path(args.config).resolve()), "overrides": list(args.set) or None,
+              "run_dir": run_dir}  # overrides as typed: the UI's form shows them as KEY=VALUE lines
     schedule: dict[str, Any] = {"cron": args.cron} if args.cron else {"interval": args.interval}
     name = args.name or cfg.name
     if args.zombie_after > 0:
@@ -54,7 +56,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.work_pool:
         return _deploy_to_pool(name, args.work_pool, params, schedule, args.heartbeat, args.limit)
     from flows.pipeline import score_pipeline
+    from score.cli import guard_descendants
 
+    guard_descendants()  # the served runs' processes end with this one, kill -9 included
     print(f"serving deployment score_pipeline/{name} ({schedule}); Ctrl-C to stop")
     score_pipeline.serve(name=name, parameters=params, limit=args.limit, **schedule)
     return 0
