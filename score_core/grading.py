@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Optional
 
-from .rewards import Reward
+from .reward_value import Reward
 
 _FINAL_RE = re.compile(r"final answer is", re.IGNORECASE)
 _HOPE_RE = re.compile(r"(.*?)\s*I hope it is correct", re.IGNORECASE | re.DOTALL)

@@ -12,13 +12,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Optional, Protocol, Sequence
 
+from .reward_value import Reward
 from .schema import Episode, Problem
 
-
-@dataclass(frozen=True)
-class Reward:
-    value: Optional[float]  # 1.0 correct, 0.0 wrong, None = could not be scored
-    status: str  # ok | empty | no_answer | timeout | sandbox_error | ...
+__all__ = ["Reward", "CodeJob", "CodeResult", "CodeRunner", "reward_from_code_status", "grade_text",
+           "final_answer", "grade_episodes"]
 
 
 @dataclass(frozen=True)

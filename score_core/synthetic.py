@@ -45,7 +45,7 @@ import random
 import re
 from functools import lru_cache
 
-from .rewards import Reward
+from .reward_value import Reward
 from .schema import Problem
 
 SOURCES = ("synth_linear",)
