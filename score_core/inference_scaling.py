@@ -26,24 +26,17 @@ from typing import Any, NamedTuple, Optional, Sequence
 import torch
 
 from .decode import Generation, decode_turns
-from .rewards import grade_text
+from .rewards import final_answer, grade_text
 from .rollout import _eos_ids, _pad_id, two_turn_prompts
 from .schema import Problem
 
 
 def answer_key(problem: Problem, response: str) -> Optional[str]:
-    """The answer a response votes for (normalised so equal answers compare equal)."""
-    if problem.kind == "synth":
-        from .synthetic import extract_answer as synth_answer
-
-        got = synth_answer(response)
-        return None if got is None else str(got)
-    if problem.kind == "math":
-        from .grading import extract_answer, normalize_answer
-
-        got = extract_answer(response)
-        return None if got is None else normalize_answer(got)
-    raise ValueError(f"majority voting is not defined for kind {problem.kind!r}")
+    """The answer a response votes for: `rewards.final_answer` (normalised so equal answers
+    compare equal); voting is defined for the maths and synthetic maths families only."""
+    if problem.kind not in ("synth", "math"):
+        raise ValueError(f"majority voting is not defined for kind {problem.kind!r}")
+    return final_answer(problem, response)
 
 
 def majority_correct(problem: Problem, responses: Sequence[str]) -> float:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .code_tasks import MBPP_SHOT_IDS
 from .config import DatasetConfig
 from .schema import Problem
 
@@ -33,7 +34,6 @@ HUB_DEFAULTS: dict[str, tuple[str, Optional[str]]] = {
     "mbpp": ("google-research-datasets/mbpp", "full"),
     "humaneval": ("openai/openai_humaneval", None),
 }
-MBPP_SHOT_IDS = (2, 3, 4)  # similar_elements, is_not_prime, heap_queue_largest
 
 
 class DataError(ValueError):

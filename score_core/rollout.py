@@ -31,22 +31,6 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def generate_ids(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    temperature: float,
-    batch_size: int,
-    progress: Optional[Callable[[int], None]] = None,
-) -> list[Generation]:
-    """Generate one continuation per prompt (token ids in, token ids out), order kept."""
-    out = decode_turns(model, prompts, None, max_new_tokens=max_new_tokens, temperature=temperature,
-                       batch_size=batch_size, eos_ids=_eos_ids(tokenizer, model), pad_id=_pad_id(tokenizer),
-                       progress=progress)
-    return [g[0] for g in out]
-
-
 def two_turn_prompts(
     tokenizer: Any, problems: Sequence[Problem], k: int, style: str = "score"
 ) -> tuple[list[tuple[int, int]], list[list[int]], list[list[int]]]:

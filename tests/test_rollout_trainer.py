@@ -8,7 +8,8 @@ import torch
 from score_core.config import DebugBaseConfig
 from score_core.debug_model import build_model, build_tokenizer
 from score_core.prompts import render_turn1, render_turn2, turn2_suffix
-from score_core.rollout import episode_token_layout, generate_ids, rollout_two_attempts
+from score_core.decode import decode_turns
+from score_core.rollout import _eos_ids, _pad_id, episode_token_layout, rollout_two_attempts
 from score_core.trainer import Hyper, collate, train_on_episodes
 
 TINY = DebugBaseConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
@@ -19,6 +20,13 @@ def test_turn2_context_is_turn1_then_attempt_then_instruction(problems, tiny):
     p = problems[0]
     assert render_turn2(p, "x=5", tok) == render_turn1(p, tok) + "x=5" + turn2_suffix(p, tok)
     assert "correct" not in turn2_suffix(p, tok).lower()  # no hint of correctness
+
+
+def generate_ids(model, tok, prompts, max_new_tokens, temperature, batch_size):
+    """One attempt per prompt through the engine (`decode_turns` with no second turn)."""
+    out = decode_turns(model, prompts, None, max_new_tokens=max_new_tokens, temperature=temperature,
+                       batch_size=batch_size, eos_ids=_eos_ids(tok, model), pad_id=_pad_id(tok))
+    return [g[0] for g in out]
 
 
 def test_greedy_batched_equals_one_by_one(tiny, problems):
