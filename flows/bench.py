@@ -18,6 +18,7 @@ Timings on a shared 2-core machine are noisy; `--repeats` alternates the modes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -112,6 +113,26 @@ def _instrument() -> None:
     write_report.fn = timed(orig_report, "report")
 
 
+@contextlib.contextmanager
+def _untagged(on: bool) -> Any:
+    """flow_notags: the default flow with its tasks' tags removed for this run, in this process
+    only — what dropping `tags=[...]` from the @task decorators of tasks/steps.py would save
+    (each tagged task run makes a blocking tag-concurrency lease round trip to the API before
+    it starts). Measurement only: the tags are restored afterwards."""
+    import tasks.steps as tsteps
+
+    names = ("prepare_data", "pretrain_debug_base", "rollout", "grade", "train", "sft_data")
+    saved = {n: set(getattr(tsteps, n).tags) for n in names}
+    if on:
+        for n in names:
+            getattr(tsteps, n).tags = set()
+    try:
+        yield
+    finally:
+        for n, tags in saved.items():
+            getattr(tsteps, n).tags = tags
+
+
 def _timed_run(mode: str, config: str, overrides: dict, run: Path, sink: str) -> dict[str, float]:
     from flows.bench_split import split
     from flows.pipeline import score_pipeline
@@ -127,7 +148,9 @@ def _timed_run(mode: str, config: str, overrides: dict, run: Path, sink: str) ->
         direct_iteration(load_config(config, overrides), run, windows)
     else:
         iso = {"orchestration.isolate_steps": "inline" if mode == "flow_inline" else "process"}
-        score_pipeline(config_path=str(Path(config).resolve()), overrides={**overrides, **iso}, run_dir=str(run))
+        with _untagged(mode == "flow_notags"):
+            score_pipeline(config_path=str(Path(config).resolve()), overrides={**overrides, **iso},
+                           run_dir=str(run))
     t1 = time.time()
     return split(read_lines(sink), windows, t0, t1)
 
@@ -222,7 +245,8 @@ def add_bench_command(bench_subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--prompts", default="", help="comma-separated train.prompts_per_iteration values to "
                    "measure (× rollout.k episodes each; default: the config's)")
     p.add_argument("--modes", default="direct,flow_inline,flow_process",
-                   help="comma-separated subset of direct,flow_inline,flow_process (direct is the baseline)")
+                   help="comma-separated subset of direct,flow_inline,flow_process,flow_notags (direct is "
+                   "the baseline; flow_notags: flow_process with the tasks' tags removed, a what-if)")
     p.add_argument("--json", default="", metavar="FILE", help="also write every measurement to FILE")
     p.set_defaults(func=bench_pipeline)
     return p

@@ -78,7 +78,7 @@ ROWS = ITERATION + ("prefect", "other")
 
 def table(prompts_k: int, res: dict[str, dict[str, float]]) -> str:
     """A text table: categories × modes, seconds and % of the per-iteration time."""
-    modes = [m for m in ("direct", "flow_inline", "flow_process") if m in res]
+    modes = [m for m in ("direct", "flow_inline", "flow_process", "flow_notags") if m in res]
     head = f"{str(prompts_k) + ' episodes/it':<22}" + "".join(f" | {m:<20}" for m in modes)
     lines = [head, "-" * len(head)]
     totals = {m: per_iteration(res[m]) for m in modes}
