@@ -84,3 +84,23 @@ def test_report_md_carries_the_interval_table(tmp_path: Path):
              {"stage": "stage1", "iteration": 1, "path": _eval_file(tmp_path / "f.parquet", r, [1.0] * 4), **EVAL}]
     text = render(tmp_path, "t", "c.yaml", evals, [], {}, [], {})
     assert "Δ(t1,t2) [95% interval]" in text.split("## Held-out evaluation")[1].split("## Every")[0]
+
+
+def test_demo_table_script_rewrites_the_readme_section_from_a_run(tmp_path: Path):
+    import importlib.util
+    import json
+
+    from tasks.report import interval_table
+
+    spec = importlib.util.spec_from_file_location("demo_table", Path(__file__).parents[1] / "scripts" / "demo_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = [1.0, 0.0, 1.0, 0.0]
+    evals = [{"stage": "base", "iteration": 0, "path": _eval_file(tmp_path / "b.parquet", r, r), **EVAL},
+             {"stage": "stage2", "iteration": 2, "path": _eval_file(tmp_path / "f.parquet", r, [1.0] * 4), **EVAL}]
+    (tmp_path / "metrics.json").write_text(json.dumps({"evals": evals}))
+    body = mod.tables(tmp_path)
+    assert body == metrics_table(summary_rows(evals)) + "\n\n" + interval_table(evals)  # what `score run` prints
+    readme = f"intro\n{mod.START}\nold table\n{mod.END}\nrest\n"
+    assert mod.replace_section(readme, "new") == f"intro\n{mod.START}\nnew\n{mod.END}\nrest\n"
+    assert mod.START in (Path(__file__).parents[1] / "README.md").read_text()  # the README has the section
