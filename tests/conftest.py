@@ -1,5 +1,7 @@
 """Session-wide test setup: a private Prefect home and an isolated Prefect test server."""
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -8,7 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="score-prefect-home-"))
+if "PREFECT_HOME" not in os.environ:  # a private home, removed when the session ends
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="score-prefect-home-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("SCORE_PROGRESS", "0")
