@@ -39,7 +39,7 @@ def score_pipeline(config_path: str, overrides: Union[list[str], dict[str, Any],
         overrides: config fields to change, one KEY=VALUE per entry as with `score run --set`,
             e.g. train.lr=3e-4 or train.schedule=[stage1] (values are read as YAML); a
             {key: value} mapping works too.
-        run_dir: output directory (empty: runs/<name> from the config); may contain
+        run_dir: output directory (empty: runs/NAME, NAME from the config); may contain
             {scheduled} (the run's scheduled start, UTC, YYYYmmdd-HHMMSS) or {flow_run_name},
             so each scheduled run gets its own directory. The same directory resumes.
     """

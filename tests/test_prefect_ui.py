@@ -115,3 +115,28 @@ def test_flow_run_page_shows_named_task_runs_and_progress(finished):
         assert page.evaluate("!!document.querySelector('.artifact-data-progress')")
         _shot(page, tmp / "progress-artifact.png")
     print(f"screenshots: {tmp}")
+
+
+def test_custom_run_form_is_typed_and_described(finished, tmp_path):
+    """`score deploy --work-pool` registers the flow's typed parameters; the deployment's
+    "Custom run" form shows each field with its description and the given overrides."""
+    server, _, _ = finished
+    env = server.client_env(tmp_path / "home")
+    subprocess.run([str(BIN / "prefect"), "work-pool", "create", "score-ui", "--type", "process"],
+                   cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    done = subprocess.run([str(BIN / "score"), "deploy", str(TINY), "--interval", "3600", "--name", "form",
+                           "--work-pool", "score-ui", "--set", "train.schedule=[stage1]", "--zombie-after", "0"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    dep = server.deployment("score_pipeline", "form")
+    assert dep["parameters"]["overrides"] == ["train.schedule=[stage1]"]
+    props = dep["parameter_openapi_schema"]["properties"]
+    assert props["config_path"]["type"] == "string"
+    assert {"type": "array", "items": {"type": "string"}} in props["overrides"]["anyOf"]
+    with browser(tmp_path) as page:
+        page.call("Page.navigate", url=f"{server.ui_url}/deployments/deployment/{dep['id']}/run")
+        text = _wait_text(page, ["config_path", "overrides", "run_dir", "YAML config file",
+                                 "one KEY=VALUE per entry", "output directory (empty: runs/NAME"])
+        _shot(page, tmp_path / "custom-run-form.png")
+        assert page.evaluate("[...document.querySelectorAll('input, textarea')].some(i => i.value === 'train.schedule=[stage1]')"), text[:3000]
+    print(f"screenshot: {tmp_path / 'custom-run-form.png'}")
