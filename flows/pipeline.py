@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from prefect import flow
 
@@ -28,7 +28,7 @@ from tasks.steps import close_vllm_rollout_server, configured
 
 
 @flow(name="score_pipeline", log_prints=True)
-def score_pipeline(config_path: str, overrides: Union[list[str], dict[str, Any], None] = None,
+def score_pipeline(config_path: str, overrides: list[str] | dict[str, Any] | None = None,
                    run_dir: Optional[str] = None) -> dict[str, Any]:
     """Train a model to self-correct with SCoRe (or the baseline/ablation `method` of the
     config: score_core/methods.py) and evaluate it after every training iteration.
@@ -89,7 +89,7 @@ def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
     return {"run_dir": run, "evals": evals, "train": trains, "rollouts": rollouts, **report}
 
 
-def parse_overrides(overrides: Union[list[str], dict[str, Any], None]) -> Optional[dict[str, Any]]:
+def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> Optional[dict[str, Any]]:
     """`["train.lr=3e-4", ...]` (values YAML, as `--set`) or a mapping → a mapping (or None)."""
     if not overrides:
         return None
