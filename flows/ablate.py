@@ -35,14 +35,20 @@ def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, o
     """One independently pre-trained debug base model (weights and corpus from `base_seed`)."""
     from tasks.isolation import run_in_child
     from tasks.ledger import once
+    from tasks.progress import ui_progress
 
     cfg = load_config(config_path, overrides)
     debug = cfg.model.debug_base.model_copy(update={"seed": base_seed})
     model_dir = str(Path(out_dir) / "bases" / f"debug-seed{base_seed}")
-    once(out_dir, f"pretrain/base{base_seed}",
-         lambda: run_in_child("score_core.debug_model:pretrain_debug_base",
-                              {"cfg": debug, "out_dir": model_dir, "progress": False},
-                              threads=cfg.orchestration.torch_threads))
+
+    def run() -> dict[str, Any]:
+        with ui_progress() as sink:  # the UI's progress card; the terminal stays quiet
+            step = {"cfg": debug, "out_dir": model_dir, "progress": False}
+            return run_in_child("score_core.progress:call_reporting",
+                                {"target": "score_core.debug_model:pretrain_debug_base", "kwargs": step,
+                                 "path": sink}, threads=cfg.orchestration.torch_threads)
+
+    once(out_dir, f"pretrain/base{base_seed}", run)
     return model_dir
 
 
