@@ -38,7 +38,7 @@ def ui_progress(period_s: float = PERIOD_S) -> Iterator[Optional[str]]:
     try:
         artifact_id = create_progress_artifact(0.0, description=f"**{title}**: starting")
     except Exception:  # the UI is a convenience: never fail a step for it
-        yield path
+        yield None
         return
     poller = _Poller(artifact_id, title, path, period_s)
     thread = threading.Thread(target=contextvars.copy_context().run, args=(poller.loop,),
