@@ -22,11 +22,11 @@ EPILOG = """examples:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from score.cli import _parse_set, _quiet_prefect, check_sandbox_engine, guard_descendants
+    from score.common import check_sandbox_engine, guard_descendants, parse_set, quiet_prefect
     from score_core.config import load_config
     from score_core.methods import METHODS
 
-    overrides = _parse_set(args.set)
+    overrides = parse_set(args.set)
     cfg = load_config(args.config, overrides)  # validate before starting Prefect
     bad = [m for m in args.methods or [] if m not in METHODS]
     if bad:
@@ -36,7 +36,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     check_sandbox_engine(cfg)  # a code family: the Docker engine answers before any work
     restore = guard_descendants()  # nothing this command starts outlives it (kill -9 included)
     try:
-        _quiet_prefect()
+        quiet_prefect()
         from flows.ablate import score_ablate
 
         command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""

@@ -31,10 +31,10 @@ EPILOG = """examples:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from score.cli import _parse_set, check_sandbox_engine
+    from score.common import check_sandbox_engine, parse_set
     from score_core.config import load_config
 
-    overrides = _parse_set(args.set)
+    overrides = parse_set(args.set)
     cfg = load_config(args.config, overrides)  # fail here, not at 03:00
     if not args.work_pool:  # serving: the runs grade here (a worker checks its own machine)
         check_sandbox_engine(cfg)
@@ -56,7 +56,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.work_pool:
         return _deploy_to_pool(name, args.work_pool, params, schedule, args.heartbeat, args.limit)
     from flows.pipeline import score_pipeline
-    from score.cli import guard_descendants
+    from score.common import guard_descendants
 
     guard_descendants()  # the served runs' processes end with this one, kill -9 included
     print(f"serving deployment score_pipeline/{name} ({schedule}); Ctrl-C to stop")
