@@ -2,12 +2,14 @@
 and child processes add to it.
 
 In one invocation, on the same pre-trained base model and problems, one Stage I iteration
-(evaluate base → rollout → grade → train → evaluate → report) runs three ways, alternating:
+(evaluate base → rollout → grade → train → evaluate → report) runs in each mode, alternating:
   direct       — the same `score_core.steps` calls, in this process: no Prefect, no children
                  (the baseline);
   flow_inline  — `score_pipeline` on the embedded Prefect API, steps in this process
                  (`orchestration.isolate_steps=inline`);
-  flow_process — the default flow: rollout and training in forkserver child processes.
+  flow_process — the default flow: rollout and training in forkserver child processes;
+  flow_notags  — (what-if, `--modes`) flow_process with the tasks' tags removed in this
+                 process, i.e. without Prefect's per-task tag-concurrency lease round trips.
 Each step's phases (decode, grading, optimizer loop, model load/save, Parquet I/O, child
 process, ledger) are timed by `score_core.timing` in whichever process runs them; the
 split is in `flows/bench_split.py`. `--prompts 32,256` repeats it at several iteration

@@ -56,3 +56,31 @@ def test_prefect_is_the_flows_unattributed_time_beyond_the_direct_runs():
     assert f["other"] == 0.5 and f["prefect"] == 2.5 and "unattributed" not in f
     text = table(128, {"direct": with_prefect(direct, direct), "flow_process": f})
     assert "prefect" in text and "×  1.250" in text
+
+
+def test_direct_iteration_is_fully_accounted(tmp_path, monkeypatch):
+    """One tiny direct iteration: every step window and phase lands in the split, the
+    categories add up to the wall time, and nothing is left unexplained but glue."""
+    import time
+
+    from flows import bench
+    from score_core.config import load_config
+    from score_core.debug_model import pretrain_debug_base
+
+    sink = str(tmp_path / "timing.jsonl")
+    monkeypatch.setenv(timing.ENV, sink)
+    monkeypatch.setenv("SCORE_PROGRESS", "0")
+    cfg = load_config("tests/configs/tiny.yaml", {})
+    pretrain_debug_base(cfg.model.debug_base.model_copy(update={"steps": 2}), tmp_path / "base")
+    cfg = load_config("tests/configs/tiny.yaml", {"model.path": str(tmp_path / "base"), "train.schedule": ["stage1"]})
+    bench._instrument()
+    windows: list = []
+    t0 = time.time()
+    bench.direct_iteration(cfg, tmp_path / "run", windows)
+    s = split(timing.read_lines(sink), windows, t0, time.time())
+    assert [w[0] for w in windows][:3] == ["prepare_data", "eval/base/it000", "grade/eval_base_it000"]
+    for cat in ("rollout", "training", "evaluation", "model_load", "model_save", "parquet_io", "base_eval", "report"):
+        assert s[cat] > 0, cat
+    assert s["child_process"] == 0 and s["ledger"] == 0  # direct: no children, no ledger
+    assert abs(sum(v for k, v in s.items() if k != "wall") - s["wall"]) < 1e-6
+    assert s["unattributed"] < 0.5 * s["wall"]
