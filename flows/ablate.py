@@ -30,7 +30,7 @@ TABLE_KEYS = ("accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delt
               "unchanged_rate", "unchanged_answer_rate", "edit_distance_ratio", "n", "n_unscored")
 
 
-@task(name="pretrain-ablation-base", task_run_name="pretrain debug base · seed {base_seed}", tags=["gpu"])
+@task(name="pretrain-ablation-base", task_run_name="pretrain debug base · seed {base_seed}")
 def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, out_dir: str) -> str:
     """One independently pre-trained debug base model (weights and corpus from `base_seed`)."""
     from tasks.isolation import run_in_child

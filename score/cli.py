@@ -119,7 +119,7 @@ def _optional_hooks(sub: Any, bench_sub: Any) -> None:
         add_bench_command = None
     if add_bench_command:
         add_bench_command(bench_sub)
-    from flows.bench import add_bench_command as add_pipeline_bench
+    from score.bench_pipeline_cli import add_bench_command as add_pipeline_bench
     from score.deploy import add_commands as add_deploy_command
 
     add_deploy_command(sub)

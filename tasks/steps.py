@@ -100,7 +100,7 @@ def configured(cfg: RunConfig) -> SimpleNamespace:
     )
 
 
-@task(name="prepare-data", task_run_name="prepare data", tags=["io"])
+@task(name="prepare-data", task_run_name="prepare data")
 def prepare_data(cfg: RunConfig, run_dir: str) -> dict[str, Any]:
     """MATH / GSM8K / MBPP / HumanEval / synthetic problems → problems_{train,eval}.parquet."""
     from score_core import steps
@@ -117,7 +117,7 @@ def _flat(nested: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return flat
 
 
-@task(name="pretrain-debug-base", task_run_name="pretrain debug base", tags=["gpu"])
+@task(name="pretrain-debug-base", task_run_name="pretrain debug base")
 def pretrain_debug_base(cfg: RunConfig, run_dir: str) -> str:
     """Debug scale only: build and pre-train the tiny from-scratch base model."""
     model_dir = str(Path(run_dir) / "checkpoints" / "base")
@@ -133,7 +133,7 @@ def pretrain_debug_base(cfg: RunConfig, run_dir: str) -> str:
     return out["model_dir"]
 
 
-@task(name="rollout", task_run_name=rollout_name, tags=["gpu"])
+@task(name="rollout", task_run_name=rollout_name)
 def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, stage: str,
             iteration: int, evaluation: bool = False) -> str:
     """Two attempts per problem: k samples at T=1.0 for training, greedy for evaluation."""
@@ -170,7 +170,7 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
     return out["path"]
 
 
-@task(name="grade", task_run_name=grade_name, tags=["sandbox"])
+@task(name="grade", task_run_name=grade_name)
 def grade(cfg: RunConfig, run_dir: str, traces_path: str, problems_path: str) -> dict[str, Any]:
     """Rewards r1, r2: Math-Verify for answers, the Docker sandbox for code."""
     from score_core import steps
@@ -207,7 +207,7 @@ def _code_runner(cfg: RunConfig, problems_path: str) -> Optional[Any]:
     return SandboxPool(slots=cfg.grading.sandbox_slots)
 
 
-@task(name="train", task_run_name="train · {stage} · it {iteration}", tags=["gpu"])
+@task(name="train", task_run_name="train · {stage} · it {iteration}")
 def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_path: str,
           problems_path: str, stage: str, iteration: int, kind: Optional[str] = None,
           alpha: Optional[float] = None) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_p
     return out
 
 
-@task(name="sft-data", task_run_name="sft data · {data} · it {iteration}", tags=["io"])
+@task(name="sft-data", task_run_name="sft data · {data} · it {iteration}")
 def sft_data(cfg: RunConfig, run_dir: str, graded_path: str, data: str, iteration: int) -> dict[str, Any]:
     """STaR's D⁺ or Pair-SFT pairs from one iteration's graded rollouts (a Parquet file)."""
     from score_core import steps

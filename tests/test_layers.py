@@ -80,3 +80,8 @@ def test_score_core_has_no_import_cycle_and_imports_nothing_above_it():
     upward = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("score_core")
                     for t in ts if not t.startswith("score_core"))
     assert upward == []
+
+
+def test_the_whole_project_has_no_import_cycle():
+    g = _graph_tool()
+    assert g.cycles(g.edges(REPO)) == []
