@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 EPILOG = """examples:
-  score run configs/demo.yaml                 # the CPU debug-scale demo (≈ 20–35 min on 2 cores)
+  score run configs/demo.yaml                 # the CPU debug-scale demo (≈ 11 min on 2 cores)
   score run configs/demo.yaml --set train.lr=3e-4 --run-dir runs/lr3e-4
   score metrics runs/demo/traces/eval_stage2_it002.parquet
   score run configs/demo.yaml --set method=pair_sft --run-dir runs/demo-pair-sft

@@ -20,9 +20,22 @@ START, END = "<!-- demo-table:start (scripts/demo_table.py writes this part) -->
 def tables(run_dir: Path) -> str:
     from tasks.report import interval_table, metrics_table, summary_rows
 
-    evals = json.loads((run_dir / "metrics.json").read_text())["evals"]
+    evals = [{**e, "path": _locate(run_dir, e["path"])} for e in json.loads((run_dir / "metrics.json").read_text())["evals"]]
     intervals = interval_table(evals)
     return metrics_table(summary_rows(evals)) + ("\n\n" + intervals if intervals else "")
+
+
+def _locate(run_dir: Path, recorded: str) -> str:
+    """A trace path as `score run` recorded it (relative to where it was started) → the file
+    under `run_dir`: the longest tail of the recorded path that exists there."""
+    if Path(recorded).is_file():
+        return recorded
+    parts = Path(recorded).parts
+    for i in range(len(parts)):
+        candidate = run_dir.joinpath(*parts[i:])
+        if candidate.is_file():
+            return str(candidate)
+    raise SystemExit(f"{recorded}: not found under {run_dir}")
 
 
 def replace_section(text: str, body: str) -> str:
