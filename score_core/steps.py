@@ -116,11 +116,6 @@ def grade_step(
     return {"path": out_path, **metrics}
 
 
-def metrics_of_traces(traces_path: str, problems: Optional[dict[str, Any]] = None) -> dict[str, float]:
-    """`episode_metrics` of a graded trace file."""
-    return episode_metrics(read_episodes(traces_path), problems)
-
-
 def episode_metrics(eps: Any, problems: Optional[dict[str, Any]] = None) -> dict[str, float]:
     """Paper metrics + collapse detector of graded episodes (`problems`: id → Problem,
     needed for the unchanged-answer rate)."""
