@@ -13,9 +13,6 @@ measure of the sandbox's overhead.
 """
 from __future__ import annotations
 
-import argparse
-import gzip
-import json
 import os
 import resource
 import subprocess
@@ -25,22 +22,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Optional, Sequence
-
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_HUMANEVAL = REPO.parent / "shared" / "data" / "humaneval.jsonl.gz"
-
-
-def humaneval_programs(path: Path) -> list:
-    """(prompt + canonical solution, test + check(entry_point)) as `CodeProgram`s."""
-    from score_core.code_tasks import humaneval_program
-
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    return [humaneval_program(r["prompt"], r["canonical_solution"],
-                              r["test"] + f"\ncheck({r['entry_point']})\n", r["entry_point"])
-            for r in rows]
-
 
 def default_host_python() -> str:
     """The system interpreter (same Debian python3.11 as the offline image) when present:
@@ -113,12 +94,12 @@ def _timed(run: Callable[[str], str], programs: Sequence[str], workers: int) -> 
 
 
 def _pool_round(pool, programs: Sequence[str], timeout_s: float) -> dict:
-    from score_core.rewards import CodeJob
+    from .pool import SandboxJob
 
     ids = [slot.container.id for slot in pool.slots]
     cpu0, restarts0 = [container_cpu_s(cid) for cid in ids], pool.stats["slot_restarts"]
     t0 = time.perf_counter()
-    results = pool.run_many([CodeJob(p.code, p.tests, timeout_s, 512, p.entry_point) for p in programs])
+    results = pool.run_many([SandboxJob(p.code, p.tests, timeout_s, 512, p.entry_point) for p in programs])
     seconds = time.perf_counter() - t0
     cpu1 = [container_cpu_s(cid) for cid in ids]
     known = None not in cpu0 + cpu1 and pool.stats["slot_restarts"] == restarts0
@@ -137,13 +118,13 @@ def _total(rounds: list[dict]) -> dict:
             "cpu_ms_per_program": round(1e3 * cpu / n, 2) if cpu else None}
 
 
-def run_bench(data: Path, slots: int, timeout_s: float, image: str, skip_docker_run: bool,
+def run_bench(programs: Sequence, slots: int, timeout_s: float, image: str, skip_docker_run: bool,
               host_python: str, rounds: int = 3) -> dict:
     """Host and pool alternate (ABBA…) over `rounds` passes so load drift hits both alike;
     docker run goes once at the end (it is ~10x slower)."""
     from .pool import SandboxPool
 
-    programs = humaneval_programs(data)
+    # programs: objects with .code, .tests, .entry_point (the CLI builds HumanEval's)
     report: dict = {"programs": len(programs), "rounds": rounds, "slots": slots,
                     "timeout_s": timeout_s, "cpus": os.cpu_count(), "image": image,
                     "host_python": host_python, "load_avg_1m_before": round(os.getloadavg()[0], 2)}
@@ -196,37 +177,3 @@ def format_report(r: dict) -> str:
     if "pool_vs_docker_run" in r:
         lines.append(f"  pool / docker run = {r['pool_vs_docker_run']:.3f}x")
     return "\n".join(lines)
-
-
-def bench_sandbox(args: argparse.Namespace) -> int:
-    report = run_bench(Path(args.data), args.slots or os.cpu_count() or 1, args.timeout,
-                       args.image, args.skip_docker_run, args.host_python, args.rounds)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    ok = all(report[k]["passed"] == report[k]["n"] for k in ("host", "pool", "docker_run") if k in report)
-    if not ok:
-        print("bench sandbox: not every canonical program passed", file=sys.stderr)
-    return 0 if ok else 1
-
-
-def add_bench_command(bench_subparsers) -> argparse.ArgumentParser:
-    """Add `bench sandbox` to the `bench` subcommand's subparsers."""
-    from .image import DEFAULT_IMAGE
-
-    p = bench_subparsers.add_parser(
-        "sandbox", help="HumanEval canonical programs: sandbox pool vs host subprocess vs docker run",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true", help="print the full report as JSON")
-    p.add_argument("--data", default=str(DEFAULT_HUMANEVAL),
-                   help="HumanEval .jsonl or .jsonl.gz (default: %(default)s)")
-    p.add_argument("--slots", type=int, default=0,
-                   help="pool slots = host workers = concurrent docker runs (default: CPU count)")
-    p.add_argument("--timeout", type=float, default=10.0, help="per-program limit in s (default: 10)")
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="sandbox image (default: %(default)s)")
-    p.add_argument("--host-python", default=default_host_python(),
-                   help="interpreter for the host baseline, run as `PY -I file` (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="host/pool passes, alternating order against load drift (default: 3)")
-    p.add_argument("--skip-docker-run", action="store_true",
-                   help="leave out the slow one-docker-run-per-program baseline")
-    p.set_defaults(func=bench_sandbox)
-    return p

@@ -108,15 +108,12 @@ def add_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone `score`-like parser with just the sandbox commands (for testing)."""
-    from .bench import add_bench_command
-
+    """A stand-alone `score`-like parser with just the sandbox commands (`score bench sandbox`
+    lives in score/sandbox_bench_cli.py: it builds HumanEval programs with the project's code)."""
     parser = argparse.ArgumentParser(prog="python -m sandbox.cli",
                                      description="Sandbox commands of the `score` CLI.")
-    sub = parser.add_subparsers(dest="command", metavar="{sandbox,bench}", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="{sandbox}", required=True)
     add_commands(sub)
-    bench = sub.add_parser("bench", help="benchmarks", description="Benchmarks.")
-    add_bench_command(bench.add_subparsers(dest="bench_command", metavar="{sandbox}", required=True))
     return parser
 
 

@@ -40,7 +40,9 @@ class Job(Protocol):  # score_core.rewards.CodeJob satisfies this
 
 
 @dataclass(frozen=True)
-class _Job:
+class SandboxJob:
+    """A plain `Job` (for callers without one of their own, e.g. `sandbox.bench`)."""
+
     code: str
     tests: str
     timeout_s: float
@@ -93,7 +95,7 @@ class SandboxPool:
             entry_point: str = "") -> ExecutionResult:
         """Run one solution and its tests on a free slot: `passed` iff the tests ran to
         completion (with tests="" : iff the code ran to its end without an exception)."""
-        job = _Job(code, tests, timeout_s, memory_mb or self.limits.memory_mb, entry_point)
+        job = SandboxJob(code, tests, timeout_s, memory_mb or self.limits.memory_mb, entry_point)
         return self._run_jobs([job], bar=None)[0]
 
     def run_many(self, jobs: Sequence[Job], desc: str = "sandbox") -> list[ExecutionResult]:

@@ -114,7 +114,7 @@ def _optional_hooks(sub: Any, bench_sub: Any) -> None:
     if add_commands:
         add_commands(sub)
     try:
-        from sandbox.bench import add_bench_command
+        from score.sandbox_bench_cli import add_bench_command
     except ImportError:
         add_bench_command = None
     if add_bench_command:

@@ -85,3 +85,11 @@ def test_score_core_has_no_import_cycle_and_imports_nothing_above_it():
 def test_the_whole_project_has_no_import_cycle():
     g = _graph_tool()
     assert g.cycles(g.edges(REPO)) == []
+
+
+def test_the_sandbox_imports_nothing_from_the_project():
+    g = _graph_tool()
+    graph = g.edges(REPO)
+    outward = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("sandbox")
+                     for t in ts if not t.startswith("sandbox"))
+    assert outward == []

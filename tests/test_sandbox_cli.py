@@ -1,4 +1,5 @@
-"""`sandbox build|exec` and `bench sandbox` through the stand-alone CLI (real Docker)."""
+"""`sandbox build|exec` through the stand-alone sandbox CLI, `bench sandbox` through `score`
+(it builds HumanEval's programs with the project's code; the sandbox imports none) — real Docker."""
 from __future__ import annotations
 
 import gzip
@@ -9,17 +10,20 @@ import sys
 from sandbox_fixtures import DATA, REPO, docker_ready
 
 CLI = [sys.executable, "-m", "sandbox.cli"]
+SCORE = [sys.executable, "-m", "score"]
 
 
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def cli(*args: str, timeout: float = 300, prog: list[str] = CLI) -> subprocess.CompletedProcess:
+    return subprocess.run([*prog, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def test_help_texts():
     for args in (["--help"], ["sandbox", "--help"], ["sandbox", "exec", "--help"],
-                 ["sandbox", "build", "--help"], ["bench", "sandbox", "--help"]):
+                 ["sandbox", "build", "--help"]):
         out = cli(*args)
         assert out.returncode == 0 and "usage:" in out.stdout, (args, out.stderr)
+    bench_help = cli("bench", "sandbox", "--help", prog=SCORE)
+    assert bench_help.returncode == 0 and "usage:" in bench_help.stdout, bench_help.stderr
     help_text = cli("sandbox", "exec", "--help").stdout
     assert "--memory-mb" in help_text and "compiled SEPARATELY" in help_text
     assert "every test ran to" in help_text and "completion and passed" in help_text
@@ -66,7 +70,7 @@ def test_bench_sandbox_three_ways(tmp_path):
         rows = [next(fh) for _ in range(4)]
     data = tmp_path / "he4.jsonl"
     data.write_text("".join(rows))
-    out = cli("bench", "sandbox", "--json", "--data", str(data), "--slots", "2", "--rounds", "2")
+    out = cli("bench", "sandbox", "--json", "--data", str(data), "--slots", "2", "--rounds", "2", prog=SCORE)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     for key, n in (("host", 8), ("pool", 8), ("docker_run", 4)):  # host/pool: 2 rounds
