@@ -3,8 +3,6 @@
 `kill -9` of `score ablate` leaves none of the processes it started."""
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -12,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_faults import CODE_TINY, SCORE, TINY, _children, _descendants, _env, _last_line, _start_time
+from test_faults import CODE_TINY, SCORE, TINY, _env, _kill_9_mid_step, _last_line, _survivors
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -55,27 +53,6 @@ def test_kill_9_of_score_ablate_leaves_no_process(tmp_path):
         proc = subprocess.Popen([str(SCORE), "ablate", str(TINY), "--seeds", "1", "--methods", "score",
                                  "--base-seeds", "0", "--workers", "1", "--out", str(out_dir), "--results-md", ""],
                                 cwd=REPO, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
-    seen: dict[int, tuple[str, str]] = {}
-    deadline = time.monotonic() + 600
-    try:
-        while True:  # mid-run: Prefect's temporary server up and a step process running
-            assert proc.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "the ablation never reached a step process"
-            now = _descendants(proc.pid)
-            seen.update(now)
-            server = any("uvicorn" in cmd for _, cmd in now.values())
-            forkserver = [p for p, (_, cmd) in now.items() if "multiprocessing.forkserver" in cmd]
-            if server and forkserver and _children(forkserver[0]):
-                break
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(30)
-    alive, until = seen, time.monotonic() + 5
-    while alive and time.monotonic() < until:
-        time.sleep(0.1)
-        alive = {p: v for p, v in seen.items() if _start_time(p) == v[0]}
-    for pid in alive:  # leak nothing from this test, whatever it finds
-        os.kill(pid, signal.SIGKILL)
+    seen = _kill_9_mid_step(proc, log, "the ablation never reached a step process")
+    alive = _survivors(seen)
     assert not alive, f"outlived `score ablate` by 5 s: {[v[1][:100] for v in alive.values()]}"

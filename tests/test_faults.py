@@ -223,6 +223,42 @@ def _descendants(pid: int) -> dict[int, tuple[str, str]]:
     return out
 
 
+def _kill_9_mid_step(proc: subprocess.Popen, log: Path, never: str, ready=lambda: True,
+                     timeout_s: float = 600) -> dict[int, tuple[str, str]]:
+    """Wait until `proc` has Prefect's temporary server up and a step process (a forkserver
+    child) running and `ready()` holds, then `kill -9` it; every descendant seen on the way."""
+    seen: dict[int, tuple[str, str]] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, never
+            now = _descendants(proc.pid)
+            seen.update(now)
+            server = any("uvicorn" in cmd for _, cmd in now.values())
+            forkserver = [p for p, (_, cmd) in now.items() if "multiprocessing.forkserver" in cmd]
+            if server and forkserver and _children(forkserver[0]) and ready():
+                break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    return seen
+
+
+def _survivors(seen: dict[int, tuple[str, str]], grace_s: float = 5) -> dict[int, tuple[str, str]]:
+    """The processes of `seen` still alive `grace_s` after the kill (then killed: the test leaks
+    nothing, whatever it finds)."""
+    alive, until = seen, time.monotonic() + grace_s
+    while alive and time.monotonic() < until:
+        time.sleep(0.1)
+        alive = {p: v for p, v in seen.items() if _start_time(p) == v[0]}
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    return alive
+
+
 def _files(run_dir: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
 
@@ -232,32 +268,10 @@ def test_kill_9_of_score_run_leaves_no_process(tmp_path):
     with open(log, "wb") as fh:
         proc = subprocess.Popen([str(SCORE), "run", str(TINY), "--run-dir", str(run_dir)], cwd=REPO,
                                 env=_env(), stdout=fh, stderr=subprocess.STDOUT)
-    seen: dict[int, tuple[str, str]] = {}
-    deadline = time.monotonic() + 600
-    try:
-        # mid-run: Prefect's temporary server up, and a step process (a forkserver child) running
-        while True:
-            assert proc.poll() is None, log.read_text()[-4000:]
-            assert time.monotonic() < deadline, "the run never reached a training step"
-            now = _descendants(proc.pid)
-            seen.update(now)
-            server = any("uvicorn" in cmd for _, cmd in now.values())
-            forkserver = [p for p, (_, cmd) in now.items() if "multiprocessing.forkserver" in cmd]
-            if server and forkserver and _children(forkserver[0]) and "eval/base/it000" in _ledger(run_dir):
-                break
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(30)
+    seen = _kill_9_mid_step(proc, log, "the run never reached a training step",
+                            ready=lambda: "eval/base/it000" in _ledger(run_dir))
     assert any("uvicorn" in cmd for _, cmd in seen.values())
-    alive = seen
-    until = time.monotonic() + 5
-    while alive and time.monotonic() < until:
-        time.sleep(0.1)
-        alive = {p: v for p, v in seen.items() if _start_time(p) == v[0]}
-    for pid in alive:  # leak nothing from this test, whatever it finds
-        os.kill(pid, signal.SIGKILL)
+    alive = _survivors(seen)
     assert not alive, f"outlived `score run` by 5 s: {[v[1][:100] for v in alive.values()]}"
     files = _files(run_dir)
     time.sleep(2)
