@@ -21,9 +21,9 @@ from typing import Any, Optional, Sequence
 from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from score_core.ablation import DETERMINISTIC, results_markdown, summarise
+from score_core.tools.ablation import DETERMINISTIC, results_markdown, summarise
 from score_core.config import load_config
-from score_core.methods import METHODS
+from score_core.method.plan import METHODS
 from score_core.schema import atomic_write_text
 
 TABLE_KEYS = ("accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i",
@@ -33,6 +33,8 @@ TABLE_KEYS = ("accuracy_t1", "accuracy_t2", "delta_t1_t2", "delta_i_to_c", "delt
 @task(name="pretrain-ablation-base", task_run_name="pretrain debug base · seed {base_seed}")
 def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, out_dir: str) -> str:
     """One independently pre-trained debug base model (weights and corpus from `base_seed`)."""
+    from score_core.generation.debug_model import pretrain_debug_base
+    from score_core.progress import call_reporting
     from tasks.isolation import run_in_child
     from tasks.ledger import once
     from tasks.progress import ui_progress
@@ -44,9 +46,8 @@ def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, o
     def run() -> dict[str, Any]:
         with ui_progress() as sink:  # the UI's progress card; the terminal stays quiet
             step = {"cfg": debug, "out_dir": model_dir, "progress": False}
-            return run_in_child("score_core.progress:call_reporting",
-                                {"target": "score_core.debug_model:pretrain_debug_base", "kwargs": step,
-                                 "path": sink}, threads=cfg.orchestration.torch_threads)
+            return run_in_child(call_reporting, {"target": pretrain_debug_base, "kwargs": step, "path": sink},
+                                threads=cfg.orchestration.torch_threads)
 
     once(out_dir, f"pretrain/base{base_seed}", run)
     return model_dir
@@ -149,10 +150,10 @@ def _write_outputs(out_dir: str, results: list[dict[str, Any]], rows: list[dict[
 
 
 def _paired_intervals(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """base → method → paired-bootstrap intervals (score_core.ablation.paired_intervals),
+    """base → method → paired-bootstrap intervals (score_core.tools.ablation.paired_intervals),
     from each cell's graded held-out traces."""
-    from score_core.ablation import paired_intervals
-    from score_core.tracefile import per_problem_rewards
+    from score_core.tools.ablation import paired_intervals
+    from score_core.evaluation.tracefile import per_problem_rewards
 
     per_base: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for cell in sorted(results, key=lambda c: c["seed"]):

@@ -35,7 +35,11 @@ EPILOG = """examples:
 
 def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
     """The flow's score_core calls, made directly (same order, same arguments)."""
-    from score_core import steps
+    from score_core.method.plan import method_plan
+    from score_core.steps.grade import grade_step
+    from score_core.steps.prepare import prepare_problems
+    from score_core.steps.rollout import rollout_step
+    from score_core.steps.train import train_step
     from tasks.report import write_report
 
     def step(key: str, fn: Any, *a: Any, **kw: Any) -> Any:
@@ -45,31 +49,32 @@ def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
         finally:
             windows.append((key, t0, time.time()))
 
-    prep = step("prepare_data", steps.prepare_problems, cfg, run)
+    prep = step("prepare_data", prepare_problems, cfg, run)
     data = {f"{r}_{k}": v for r, rec in prep.items() for k, v in rec.items()}
     base = cfg.model.path
     traces = run / "traces"
 
     def evaluate(model: str, stage: str, it: int) -> dict:
         raw = str(traces / f"eval_{stage}_it{it:03d}_raw.parquet")
-        step(f"eval/{stage}/it{it:03d}", steps.rollout_step, model, data["eval_path"], raw, run_id=cfg.name,
+        step(f"eval/{stage}/it{it:03d}", rollout_step, model, data["eval_path"], raw, run_id=cfg.name,
              stage=stage, iteration=it, k=1, temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens,
              batch_size=cfg.eval.batch_size, seed=cfg.train.seed, dtype=cfg.model.dtype)
-        out = step(f"grade/eval_{stage}_it{it:03d}", steps.grade_step, raw, data["eval_path"],
+        out = step(f"grade/eval_{stage}_it{it:03d}", grade_step, raw, data["eval_path"],
                    raw.replace("_raw", ""), math_timeout_s=cfg.grading.math_timeout_s)
         return {"stage": stage, "iteration": it, "model": model, **out}
 
     evals = [evaluate(base, "base", 0)]
     raw = str(traces / "rollout_stage1_it001_raw.parquet")
-    step("rollout/stage1/it001", steps.rollout_step, base, data["train_path"], raw, run_id=cfg.name,
+    step("rollout/stage1/it001", rollout_step, base, data["train_path"], raw, run_id=cfg.name,
          stage="stage1", iteration=1, k=cfg.rollout.k, temperature=cfg.rollout.temperature,
          max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size,
          seed=cfg.train.seed + 1000, limit=cfg.train.prompts_per_iteration, offset=0, dtype=cfg.model.dtype)
-    graded = step("grade/rollout_stage1_it001", steps.grade_step, raw, data["train_path"],
+    graded = step("grade/rollout_stage1_it001", grade_step, raw, data["train_path"],
                   raw.replace("_raw", ""), math_timeout_s=cfg.grading.math_timeout_s)
     ckpt = str(run / "checkpoints" / "it001_stage1")
-    tr = step("train/stage1/it001", steps.train_step, cfg, base, base, graded["path"], data["train_path"],
-              "stage1", ckpt, 1)
+    stage1 = method_plan("score", cfg.train.model_copy(update={"schedule": ["stage1"]}))[0]
+    tr = step("train/stage1/it001", train_step, cfg, base, base, graded["path"], data["train_path"],
+              stage1, ckpt, 1)
     evals.append(evaluate(ckpt, "stage1", 1))
     write_report.fn(str(run), cfg.name, "bench", evals, [{"stage": "stage1", "iteration": 1, **tr}],
                     data, [{"stage": "stage1", "iteration": 1, **graded}])  # timed: _instrument
@@ -82,7 +87,7 @@ def _instrument() -> None:
     """Time the flow's step bodies (windows) and ledger look-ups in this process, by wrapping
     the module functions the tasks call (measurement only; the flow's code is unchanged)."""
     import tasks.ledger as ledger
-    import tasks.steps as tsteps
+    import tasks.pipeline_tasks as tsteps
     from score_core.timing import phase
     from tasks.report import write_report
 
@@ -116,10 +121,10 @@ def _instrument() -> None:
 @contextlib.contextmanager
 def _untagged(on: bool) -> Any:
     """flow_notags: the default flow with its tasks' tags removed for this run, in this process
-    only — what dropping `tags=[...]` from the @task decorators of tasks/steps.py would save
+    only — what dropping `tags=[...]` from the @task decorators of tasks/pipeline_tasks.py would save
     (each tagged task run makes a blocking tag-concurrency lease round trip to the API before
     it starts). Measurement only: the tags are restored afterwards."""
-    import tasks.steps as tsteps
+    import tasks.pipeline_tasks as tsteps
 
     names = ("prepare_data", "pretrain_debug_base", "rollout", "grade", "train", "sft_data")
     saved = {n: set(getattr(tsteps, n).tags) for n in names}
@@ -162,7 +167,7 @@ def run_bench(config: str, overrides: dict, out: Path, repeats: int, prompts: li
     from flows.bench_split import mean_splits, with_prefect
     from score_core import timing
     from score_core.config import load_config
-    from score_core.debug_model import pretrain_debug_base
+    from score_core.generation.debug_model import pretrain_debug_base
     from tasks.isolation import warm_up
 
     out.mkdir(parents=True, exist_ok=True)

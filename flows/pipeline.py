@@ -19,19 +19,20 @@ from typing import Any, Optional
 from prefect import flow
 
 from score_core.config import RunConfig, load_config
-from score_core.methods import method_plan
+from score_core.method.plan import method_plan
 from score_core.schema import atomic_write_text
 from tasks.concurrency import ensure_limits
 from tasks.ledger import run_dir_lock
 from tasks.report import write_report
-from tasks.steps import close_vllm_rollout_server, configured
+import tasks.pipeline_tasks as pt
+from tasks.pipeline_tasks import close_vllm_rollout_server, retry_policy
 
 
 @flow(name="score_pipeline", log_prints=True)
 def score_pipeline(config_path: str, overrides: list[str] | dict[str, Any] | None = None,
                    run_dir: Optional[str] = None) -> dict[str, Any]:
     """Train a model to self-correct with SCoRe (or the baseline/ablation `method` of the
-    config: score_core/methods.py) and evaluate it after every training iteration.
+    config: score_core/method/plan.py) and evaluate it after every training iteration.
 
     Args:
         config_path: YAML config file, e.g. configs/demo.yaml (relative paths are relative to
@@ -55,31 +56,36 @@ def score_pipeline(config_path: str, overrides: list[str] | dict[str, Any] | Non
 
 
 def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
-    t = configured(cfg)
+    o = cfg.orchestration  # retries on infrastructure errors only (tasks/pipeline_tasks.py)
+    step_retries = retry_policy(o.step_retries, o.retry_backoff_s)  # GPU-bound: redone from the last checkpoint
+    io_retries = retry_policy(o.io_retries, o.retry_backoff_s)
+    prepare_data, sft_data = pt.prepare_data.with_options(**io_retries), pt.sft_data.with_options(**io_retries)
+    grade = pt.grade.with_options(**io_retries)
+    pretrain = pt.pretrain_debug_base.with_options(**step_retries)
+    rollout, train = pt.rollout.with_options(**step_retries), pt.train.with_options(**step_retries)
 
     def evaluate(model_dir: str, stage: str, it: int) -> dict[str, Any]:
-        traces = t.rollout(cfg, run, model_dir, data["eval_path"], stage, it, evaluation=True)
+        traces = rollout(cfg, run, model_dir, data["eval_path"], stage, it, evaluation=True)
         return {"stage": stage, "iteration": it, "model": model_dir,
-                **t.grade(cfg, run, traces, data["eval_path"])}
+                **grade(cfg, run, traces, data["eval_path"])}
 
-    data = t.prepare_data(cfg, run)
-    base_dir = cfg.model.path or t.pretrain_debug_base(cfg, run)
-    plan = method_plan(cfg.method, cfg.train.schedule, cfg.train.alpha)
+    data = prepare_data(cfg, run)
+    base_dir = cfg.model.path or pretrain(cfg, run)
+    plan = method_plan(cfg.method, cfg.train)  # Stage I / Stage II / a baseline's iterations, α β1 β2 included
     evals = [evaluate(base_dir, "base", 0)] if cfg.eval.base or not plan else []
     trains: list[dict[str, Any]] = []
     rollouts: list[dict[str, Any]] = []
     policy_dir = base_dir
     for it, step_plan in enumerate(plan, start=1):
         stage = step_plan.name
-        sampler = base_dir if step_plan.rollout_from_base else policy_dir
-        traces = t.rollout(cfg, run, sampler, data["train_path"], stage, it)
-        graded = t.grade(cfg, run, traces, data["train_path"])
+        sampler = base_dir if step_plan.sample_from == "base" else policy_dir
+        traces = rollout(cfg, run, sampler, data["train_path"], stage, it)
+        graded = grade(cfg, run, traces, data["train_path"])
         rollouts.append({"stage": stage, "iteration": it, **graded})
         examples = graded["path"]
         if step_plan.sft_data:
-            examples = t.sft_data(cfg, run, graded["path"], step_plan.sft_data, it)["path"]
-        step = t.train(cfg, run, policy_dir, base_dir, examples, data["train_path"], stage, it,
-                       kind=step_plan.kind, alpha=step_plan.alpha)
+            examples = sft_data(cfg, run, graded["path"], step_plan.sft_data, it)["path"]
+        step = train(cfg, run, policy_dir, base_dir, examples, data["train_path"], step_plan, it)
         trains.append({"stage": stage, "iteration": it, **step})
         policy_dir = step["checkpoint"]
         if cfg.eval.every_iteration or it == len(plan):

@@ -7,6 +7,7 @@ raises `SlotBroken`; the pool then replaces the container.
 """
 from __future__ import annotations
 
+import ast
 import json
 import select
 import socket
@@ -20,11 +21,31 @@ import docker
 from .result import ExecutionResult
 
 LABEL = "org.score.sandbox.pool"
-DRIVER_SOURCE = (Path(__file__).resolve().parent / "driver.py").read_text()
-_HARNESS_TEXT = (Path(__file__).resolve().parent / "harness.py").read_text()
+_HERE = Path(__file__).resolve().parent
+# The driver is one program text (sent as -c, nothing is installed in the image): the parts
+# define, driver.py last uses their names and calls main(). See `_join_driver`.
+DRIVER_PARTS = ("driver_proof.py", "driver_cleanup.py", "driver.py")
+_HARNESS_TEXT = (_HERE / "harness.py").read_text()
 HARNESS_SOURCE = _HARNESS_TEXT[_HARNESS_TEXT.index("\ndef _harness"):]  # sent as -c: no module docstring
 CLEANER_UID_OFFSET = 2_000_000  # the clean-up runs with real uid = program uid + this
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # the driver's replies are a few kB; more means trouble
+
+
+def _join_driver(parts: tuple[str, ...] = DRIVER_PARTS) -> str:
+    """The driver's program text: the parts in order, one namespace. A top-level function or
+    constant defined in two parts would silently shadow the first: refused here."""
+    texts = [(_HERE / name).read_text() for name in parts]
+    seen: dict[str, str] = {}
+    for name, text in zip(parts, texts):
+        for node in ast.parse(text, name).body:
+            targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else getattr(node, "targets", [])
+            for defined in (getattr(t, "name", None) or getattr(t, "id", None) for t in targets):
+                if defined and seen.setdefault(defined, name) != name:
+                    raise RuntimeError(f"driver parts {seen[defined]} and {name} both define {defined}")
+    return "\n".join(texts)
+
+
+DRIVER_SOURCE = _join_driver()
 STRAY_SOURCE = """
 import os, sys
 uid = int(sys.argv[1]); out = []

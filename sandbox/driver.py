@@ -1,9 +1,14 @@
 """The driver: one long-lived process per sandbox container, standard library only.
 
-Sent into the container as `python3 -c <this file>` by `sandbox.container` and run as root
-with only CAP_SETUID/CAP_SETGID. It reads one JSON job per line on stdin ({id, code, tests,
-entry_point, timeout_s, memory_mb}) and writes one JSON result per line on stdout; nothing
-else ever touches its stdin/stdout. Each job runs in a fresh `python3 -I -c <harness>`
+Sent into the container as `python3 -I -c <text>` by `sandbox.container` and run as root
+with only CAP_SETUID/CAP_SETGID. The text is `sandbox.container.DRIVER_PARTS` joined in order:
+`driver_proof.py` (secret, decoys, proof pipe: `draw_secrets`, `pipe_holding`,
+`proof_verdict`, `read_now`, `PROOF_CAP`), `driver_cleanup.py` (the per-program clean-up:
+`start_cleaner`, `trigger`, `untriggered`, `reap`), then this file, which uses their names
+without importing them (nothing is installed in the image) and calls `main()` last.
+It reads one JSON job per line on stdin ({id, code, tests, entry_point, timeout_s,
+memory_mb}) and writes one JSON result per line on stdout; nothing else ever touches its
+stdin/stdout. Each job runs in a fresh `python3 -I -c <harness>`
 process (`sandbox/harness.py`) that is:
 - given the solution and the tests as two texts in an anonymous memfd (no file on disk, no
   argv size limit), stdin = /dev/null; the harness compiles and runs them separately;
@@ -50,7 +55,6 @@ solution behind an RPC boundary, at the cost of changed semantics.
 """
 import json
 import os
-import random
 import resource
 import select
 import shutil
@@ -64,8 +68,6 @@ CLEANER_UID = int(CONFIG["cleaner_uid"])
 MAX_OUTPUT = int(CONFIG["max_output_bytes"])
 KEEP = int(CONFIG["return_bytes"])
 HARNESS = CONFIG["harness"]  # sandbox/harness.py: runs solution + tests, then writes the proof
-N_DECOYS = 14  # decoy secret pipes per program (a blind fd reader trips one)
-PROOF_CAP = 256  # bytes of the proof pipe kept; the proof is 5 + 32
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
@@ -90,14 +92,6 @@ def child_setup(job, wait_fd):
     os.setresuid(UID, UID, UID)  # real/effective/saved: every capability is gone from here
 
 
-def _pipe_holding(data):
-    """A pipe holding `data`, write end closed: (read end,)."""
-    r, w = os.pipe()
-    os.write(w, data)
-    os.close(w)
-    return r
-
-
 def spawn(job, wait_fd):
     """fork + exec the harness without waiting for the exec (no round trip on the critical
     path). A set-up failure is written to a close-on-exec pipe the program never sees.
@@ -105,16 +99,13 @@ def spawn(job, wait_fd):
     [(decoy read end, decoy)])."""
     code = job["code"].encode("utf-8", "surrogatepass")
     tests = job["tests"].encode("utf-8", "surrogatepass")
-    secret = os.urandom(16).hex().encode()
-    decoys = [os.urandom(16).hex().encode() for _ in range(N_DECOYS)]
-    numbers = random.SystemRandom().sample(range(10, 250), 2 + N_DECOYS)
-    secret_no, proof_no, decoy_nos = numbers[0], numbers[1], numbers[2:]
+    secret, decoys, secret_no, proof_no, decoy_nos = draw_secrets()
     entry = str(job.get("entry_point") or "")
     memfd = os.memfd_create("job", 0)
     os.write(memfd, f"{secret_no} {proof_no} {len(code)} {entry}\n".encode() + code + tests)
     os.lseek(memfd, 0, os.SEEK_SET)
-    secret_r = _pipe_holding(secret)
-    decoy_rs = [_pipe_holding(d) for d in decoys]
+    secret_r = pipe_holding(secret)
+    decoy_rs = [pipe_holding(d) for d in decoys]
     proof_r, proof_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -146,101 +137,6 @@ def spawn(job, wait_fd):
     for fd in (memfd, out_w, err_w, fail_w, proof_w):
         os.close(fd)
     return pid, out_r, err_r, fail_r, proof_r, secret, secret_r, list(zip(decoy_rs, decoys))
-
-
-def proof_verdict(proof, secret, secret_r, decoys):
-    """(proof valid, detail). Valid: the proof pipe holds exactly b"pass:" + secret, the
-    secret pipe is empty (read once, by the harness) and no decoy was touched."""
-    if proof == b"tests_syntax_error":
-        return False, "the tests do not compile (a dataset bug): see stderr"
-    leftover = read_now(secret_r)
-    touched = sum(read_now(fd) != decoy for fd, decoy in decoys)
-    if touched:
-        return False, f"{touched} decoy secret pipe(s) were read: the program read fds it was not given"
-    if proof != b"pass:" + secret or leftover:
-        return False, "no valid completion proof from the harness: the tests did not run to completion"
-    return True, "every test ran to completion (harness proof verified)"
-
-
-def read_now(fd):
-    """What a pipe holds now (its write end is closed: never blocks)."""
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 4096)
-    except BlockingIOError:
-        return b""
-
-
-def start_cleaner():
-    """Fork the clean-up now, as root (out of the program's reach); it starts on one byte."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(w)
-            if os.read(r, 1):
-                clean_slot()
-                code = 0
-        except BaseException:
-            pass
-        finally:
-            os._exit(code)
-    os.close(r)
-    return pid, w, os.pidfd_open(pid)
-
-
-def trigger(cleaner):
-    os.write(cleaner[1], b"x")
-    os.close(cleaner[1])
-
-
-def reap(cleaner):
-    pid, _, pidfd = cleaner
-    _, status = os.waitpid(pid, 0)
-    os.close(pidfd)
-    if status != 0:  # not a program's doing: no program may signal the cleaner
-        sys.stderr.write(f"driver: clean-up exited with wait status {status}\n")
-        sys.stderr.flush()
-
-
-def clean_slot():
-    os.setgroups([])
-    os.setresgid(CLEANER_UID, UID, CLEANER_UID)
-    os.setresuid(CLEANER_UID, UID, CLEANER_UID)
-    for _ in range(100000):
-        try:
-            os.kill(-1, signal.SIGKILL)  # all processes we may signal, except ourselves
-        except ProcessLookupError:
-            break
-        if not live_processes():
-            break
-        time.sleep(0.0002)
-    else:
-        raise RuntimeError("processes of the slot uid survive SIGKILL")
-    for name in os.listdir("/tmp"):
-        path = os.path.join("/tmp", name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-
-def live_processes():
-    """Pids running as UID (other than the caller) that are not zombies yet."""
-    alive = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
-            if int(pid) != os.getpid() and state != b"Z" and os.stat(f"/proc/{pid}").st_uid == UID:
-                alive.append(int(pid))
-        except (OSError, IndexError):
-            continue
-    return alive
 
 
 def oom_kills():
@@ -333,7 +229,7 @@ def run_job(job, previous):
         job, previous[2] if previous else None)
     if previous:
         reap(previous)
-    cleaner = start_cleaner()
+    cleaner = start_cleaner(UID, CLEANER_UID)
     try:
         verdict, out, err = collect(pid, (out_r, err_r), t0 + float(job["timeout_s"]))
         if verdict != "exited":
@@ -368,15 +264,6 @@ def run_job(job, previous):
     result = {"status": status, "stdout": clip(out), "stderr": clip(err), "exit_code": code,
               "duration_s": time.monotonic() - t0, "detail": detail}
     return result, (cleaner if verdict == "exited" else None)
-
-
-def untriggered(cleaner):
-    """True while the cleaner has not been triggered yet (its pipe is still open)."""
-    try:
-        os.fstat(cleaner[1])
-        return True
-    except OSError:
-        return False
 
 
 def read_lines(previous):

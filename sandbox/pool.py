@@ -1,6 +1,6 @@
 """SandboxPool: N long-lived sandbox containers graded concurrently, with retry on breakage.
 
-Implements `score_core.rewards.CodeRunner`: `run_many(jobs) -> results` in job order. Each
+Implements `score_core.problems.rewards.CodeRunner`: `run_many(jobs) -> results` in job order. Each
 slot is one container with one driver and its own program uid (`uid_base + i`), so slots
 never share a uid: a fork bomb's RLIMIT_NPROC and the clean-up's `kill(-1)` stay inside one
 slot. A slot that breaks (container dead, driver silent past timeout + grace, protocol
@@ -31,7 +31,7 @@ from .result import ExecutionResult, sandbox_error
 log = logging.getLogger(__name__)
 
 
-class Job(Protocol):  # score_core.rewards.CodeJob satisfies this
+class Job(Protocol):  # score_core.problems.rewards.CodeJob satisfies this
     code: str  # the solution, compiled and run first
     tests: str  # compiled separately, run after it in the solution's names (see harness.py)
     timeout_s: float

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DESCRIPTION = """Run every method of score_core/methods.py (base, self_refine, star, pair_sft,
+DESCRIPTION = """Run every method of score_core/method/plan.py (base, self_refine, star, pair_sft,
 single_turn_rl, multi_turn_rl, no_stage1, no_shaping, score) on the same data, with the same
 sample and gradient budget, on each base model × --seeds seeds; evaluate on the config's
 held-out split; write a table (mean ± 95% interval over seeds), a plot and RESULTS.md to
@@ -24,7 +24,7 @@ EPILOG = """examples:
 def cmd_ablate(args: argparse.Namespace) -> int:
     from score.common import check_sandbox_engine, guard_descendants, parse_set, quiet_prefect
     from score_core.config import load_config
-    from score_core.methods import METHODS
+    from score_core.method.plan import METHODS
 
     overrides = parse_set(args.set)
     cfg = load_config(args.config, overrides)  # validate before starting Prefect

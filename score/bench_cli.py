@@ -26,8 +26,8 @@ def _debug_model(pretrain_steps: int, seed: int) -> tuple[Any, Any]:
     import torch
 
     from score_core.config import DebugBaseConfig
-    from score_core.debug_model import build_model, build_tokenizer, pretrain_debug_base
-    from score_core.models import load_model, load_tokenizer
+    from score_core.generation.debug_model import build_model, build_tokenizer, pretrain_debug_base
+    from score_core.generation.models import load_model, load_tokenizer
 
     cfg = DebugBaseConfig(seed=seed)
     if pretrain_steps <= 0:
@@ -42,7 +42,7 @@ def _debug_model(pretrain_steps: int, seed: int) -> tuple[Any, Any]:
 def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     import torch
 
-    from score_core.models import load_model, load_tokenizer
+    from score_core.generation.models import load_model, load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,13 +58,13 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
 
 def _problems(n: int, seed: int) -> list[Any]:
-    from score_core.synthetic import make_problems
+    from score_core.problems.synthetic import make_problems
 
     return make_problems("synth_linear", n, seed, "eval")
 
 
 def cmd_bench_rollout(args: argparse.Namespace) -> int:
-    from score_core.bench_rollout import bench_rollout
+    from score_core.tools.bench_rollout import bench_rollout
 
     model, tok, name = _model(args)
     vllm_dir = None
@@ -99,7 +99,7 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
-    from score_core.bench_train import bench_train
+    from score_core.tools.bench_train import bench_train
 
     model, tok, name = _model(args)
     res = bench_train(model, tok, _problems(args.prompts, args.seed), k=args.k, max_new_tokens=args.max_new_tokens,

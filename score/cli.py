@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
         print(f"config OK: {len(cfg.train.schedule)} stage iterations × {cfg.steps_per_iteration} steps")
-        from score_core.dryrun import print_dry_run
+        from score_core.tools.dryrun import print_dry_run
 
         return print_dry_run(cfg)
     check_sandbox_engine(cfg)
@@ -61,8 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from score_core.metrics import self_correction_metrics
-    from score_core.tracefile import read_trace_columns
+    from score_core.evaluation.metrics import self_correction_metrics
+    from score_core.evaluation.tracefile import read_trace_columns
 
     cols = read_trace_columns(args.traces)
     out = self_correction_metrics(cols["reward1"], cols["reward2"], cols["attempt1"], cols["attempt2"])
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Prepare data → (pre-train debug base) → evaluate base → "
                          "Stage I/II iterations (rollout → grade → train → evaluate) → report. "
                          "`method:` in the config (or --set method=star) runs a baseline or "
-                         "ablation instead of SCoRe (score_core/methods.py). "
+                         "ablation instead of SCoRe (score_core/method/plan.py). "
                          "Re-running the same command resumes after the last finished step.")
     run.add_argument("config", help="YAML config file (see configs/ and score_core/config.py)")
     run.add_argument("--run-dir", help="output directory (default: runs/<name> from the config)")

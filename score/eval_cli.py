@@ -21,11 +21,11 @@ EPILOG = """examples:
 
 def _problems(args: argparse.Namespace) -> list[Any]:
     if args.data is None:
-        from score_core.synthetic import make_problems
+        from score_core.problems.synthetic import make_problems
 
         return make_problems("synth_linear", args.problems, args.seed, "eval")
     from score_core.config import DatasetConfig
-    from score_core.problems import load_problems
+    from score_core.problems.loaders import load_problems
 
     ds = DatasetConfig(source=args.source, path=str(Path(args.data).resolve()), split="eval", limit=args.problems,
                        seed=args.seed, on_bad_row="skip")
@@ -33,8 +33,8 @@ def _problems(args: argparse.Namespace) -> list[Any]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from score_core.inference_scaling import parallel_vs_self_correct, plot_scaling, sequential_attempts
-    from score_core.models import load_model, load_tokenizer
+    from score_core.tools.inference_scaling import parallel_vs_self_correct, plot_scaling, sequential_attempts
+    from score_core.generation.models import load_model, load_tokenizer
 
     if not (args.self_correct or args.attempts):
         raise ValueError("choose --parallel K --self-correct and/or --attempts N")

@@ -1,5 +1,5 @@
 """`score bench sandbox`'s command line: HumanEval's canonical programs built by the project
-(score_core.code_tasks), measured by `sandbox.bench` — which itself imports nothing from the
+(score_core.problems.code_problems), measured by `sandbox.bench` — which itself imports nothing from the
 project, so the sandbox stays usable alone."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ DEFAULT_HUMANEVAL = REPO.parent / "shared" / "data" / "humaneval.jsonl.gz"
 
 def humaneval_programs(path: Path) -> list:
     """(prompt + canonical solution, test + check(entry_point)) as `CodeProgram`s."""
-    from score_core.code_tasks import humaneval_program
+    from score_core.problems.code_problems import humaneval_program
 
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt") as fh:

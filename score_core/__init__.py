@@ -6,10 +6,10 @@ Public API, re-exported here (rlax style):
 - schema: `Problem`, `Episode`, `PROBLEM_SCHEMA`, `TRACE_SCHEMA`, read/write helpers
 - config: `RunConfig`, `load_config`
 """
-from .config import ConfigError, RunConfig, load_config
-from .losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
-from .metrics import edit_distance_ratio, self_correction_metrics
-from .schema import (PROBLEM_SCHEMA, TRACE_SCHEMA, Episode, Problem, read_episodes, read_problems,
+from score_core.config import ConfigError, RunConfig, load_config
+from score_core.method.losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
+from score_core.evaluation.metrics import edit_distance_ratio, self_correction_metrics
+from score_core.schema import (PROBLEM_SCHEMA, TRACE_SCHEMA, Episode, Problem, read_episodes, read_problems,
                      write_episodes, write_problems)
 
 __all__ = [

@@ -11,7 +11,6 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .methods import Method
 
 Source = Literal[
     "math",  # MATH (Hendrycks) JSONL/Parquet with problem/solution/answer (PRM800K 12k, MATH500)
@@ -125,7 +124,7 @@ class TrainConfig(_Strict):
     seed: int = Field(0, description="Seed for sampling and shuffling.")
     pg_correction: Literal["clip", "truncate", "none"] = Field(
         "clip", description="Off-policy correction of the minibatches after the first on one rollout batch "
-        "(per-token ratio ρ = π_θ/μ against the rollout's recorded log-probs; score_core/losses.py): "
+        "(per-token ratio ρ = π_θ/μ against the rollout's recorded log-probs; score_core/method/losses.py): "
         "'clip' PPO's clipped surrogate, 'truncate' min(ρ, c)-weighted REINFORCE, 'none' plain REINFORCE "
         "(the paper's estimator; exact only with strict_on_policy).")
     clip_eps: float = Field(0.2, gt=0, lt=1, description="'clip': PPO's ε (ratios outside [1−ε, 1+ε] stop pushing).")
@@ -185,13 +184,19 @@ class OrchestrationConfig(_Strict):
                                    "with jitter.")
 
 
+METHODS = ("base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_turn_rl",
+           "no_stage1", "no_shaping", "score")  # what each one trains: score_core/method/plan.py
+Method = Literal["base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_turn_rl",
+                 "no_stage1", "no_shaping", "score"]
+
+
 class RunConfig(_Strict):
     name: str = Field("score", description="Run name; also the default run directory name.")
     run_dir: Optional[str] = Field(None, description="Where everything is written. Default runs/<name>.")
     method: Method = Field(
         "score", description="What to train: score, or a baseline/ablation of the paper "
         "(base, self_refine, star, pair_sft, single_turn_rl, multi_turn_rl, no_stage1, no_shaping); "
-        "see score_core/methods.py. Every trained method gets len(train.schedule) iterations.")
+        "see score_core/method/plan.py. Every trained method gets len(train.schedule) iterations.")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

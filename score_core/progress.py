@@ -10,13 +10,12 @@ at most (tens of microseconds each). No Prefect here: the task side
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from tqdm.auto import tqdm
 
@@ -106,10 +105,8 @@ def read(path: str) -> Optional[dict[str, Any]]:
         return None
 
 
-def call_reporting(target: str, kwargs: dict[str, Any], path: Optional[str]) -> Any:
-    """Call `module:function(**kwargs)` with its bars reporting to `path` — the entry point a
-    step's child process runs (tasks/steps.py `_call`)."""
-    module, _, name = target.partition(":")
-    fn = getattr(importlib.import_module(module), name)
+def call_reporting(target: Callable[..., Any], kwargs: dict[str, Any], path: Optional[str]) -> Any:
+    """Call `target(**kwargs)` with its bars reporting to `path` — what a step's child
+    process runs (tasks/pipeline_tasks.py `_call`)."""
     with reporting(path):
-        return fn(**kwargs)
+        return target(**kwargs)

@@ -2,7 +2,7 @@
 
     python -m score_vllm.server --address /tmp/….sock --owner-pid PID   (authkey: $SCORE_VLLM_AUTHKEY, hex)
 
-Started and owned by `score_core.vllm_engine.RolloutServer` (the flow process, a test, a
+Started and owned by `score_core.generation.vllm_engine.RolloutServer` (the flow process, a test, a
 benchmark); every rollout step connects to it over a Unix socket
 (`multiprocessing.connection`, authenticated), any number of clients, one request at a time. Requests are dicts of
 plain Python values — token ids, `vllm.LLM` / `vllm.SamplingParams` keyword arguments, paths:

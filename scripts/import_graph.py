@@ -2,6 +2,11 @@
 and package counts, package-level arrows, and import cycles (strongly connected components).
 
     python scripts/import_graph.py            # from the repository root
+
+Also prints the arrows between score_core's layer folders (`score_core.method`, …; the
+modules directly in score_core/ — config, schema, progress, timing — are `score_core.base`,
+score_core/__init__.py's re-exports `score_core.api`)
+and the number of files per folder.
 """
 from __future__ import annotations
 
@@ -91,6 +96,19 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def layer(module: str) -> str:
+    """score_core.method.losses → score_core.method; score_core.config → score_core.base."""
+    parts = module.split(".")
+    if parts[0] != "score_core":
+        return parts[0]
+    if len(parts) == 1:
+        return "score_core.api"  # the package's re-exports (score_core/__init__.py)
+    return f"score_core.{parts[1]}" if parts[1] in FOLDERS else "score_core.base"
+
+
+FOLDERS = ("method", "generation", "problems", "evaluation", "steps", "tools")
+
+
 def main() -> int:
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path.cwd()
     graph = edges(root)
@@ -103,6 +121,15 @@ def main() -> int:
         arrows.setdefault(m.split(".")[0], set()).update(t.split(".")[0] for t in targets)
     for pkg, targets in sorted(arrows.items()):
         print(f"  {pkg} -> {sorted(targets - {pkg})}")
+    print("score_core layers (files):")
+    layer_arrows: dict[str, set[str]] = {}
+    files: dict[str, int] = {}
+    for m, targets in graph.items():
+        if m.startswith("score_core"):
+            files[layer(m)] = files.get(layer(m), 0) + 1
+            layer_arrows.setdefault(layer(m), set()).update(layer(t) for t in targets if t.startswith("score_core"))
+    for lay, targets in sorted(layer_arrows.items()):
+        print(f"  {lay} ({files[lay]}) -> {sorted(targets - {lay})}")
     for comp in cycles(graph):
         print("cycle:", " ↔ ".join(comp))
     return 0

@@ -12,18 +12,18 @@ killed child leaves at most a temporary file, which `ledger.clean_stale_temps` r
 """
 from __future__ import annotations
 
-import importlib
 import multiprocessing as mp
 import os
 import pickle
 import threading
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from score_core import timing
 
-PRELOAD = ["score_core.steps", "score_core.debug_model", "score_core.rollout", "score_core.trainer",
+PRELOAD = ["score_core.steps.rollout", "score_core.steps.train", "score_core.generation.debug_model",
+           "score_core.generation.rollout", "score_core.method.trainer",
            "transformers", "transformers.models.auto.modeling_auto",
            "transformers.models.auto.tokenization_auto", "transformers.tokenization_utils_fast",
            "transformers.generation.utils", "transformers.models.llama.modeling_llama", "accelerate",
@@ -57,20 +57,22 @@ def _context() -> Any:
 
 def warm_up() -> None:
     """Start the forkserver and wait for its imports now rather than at the first step."""
-    run_in_child("tasks.isolation:noop", {})
+    run_in_child(noop, {})
 
 
 def noop() -> dict[str, Any]:
     return {}
 
 
-def run_in_child(target: str, kwargs: dict[str, Any], threads: Optional[int] = None) -> dict[str, Any]:
-    """Call `module:function(**kwargs)` in a fresh process and return its record.
-    `threads`: torch intra-op threads in the child (None: torch's default)."""
+def run_in_child(step: Callable[..., Any], kwargs: dict[str, Any], threads: Optional[int] = None) -> Any:
+    """Call `step(**kwargs)` in a fresh process and return its record. `step` must be a
+    module-level function (it is pickled by reference: module and name); `threads`: torch
+    intra-op threads in the child (None: torch's default)."""
     ctx = _context()
+    target = f"{step.__module__}.{step.__qualname__}"
     t_start = time.time()
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(target, kwargs, send, os.getpid(), threads),
+    proc = ctx.Process(target=_child_main, args=(step, kwargs, send, os.getpid(), threads),
                        name=f"score-step:{target}")
     proc.start()
     send.close()
@@ -100,17 +102,16 @@ def _rebuild(payload: tuple[bytes, str]) -> BaseException:
     return exc
 
 
-def _child_main(target: str, kwargs: dict[str, Any], send: Any, parent_pid: int,
+def _child_main(step: Callable[..., Any], kwargs: dict[str, Any], send: Any, parent_pid: int,
                 threads: Optional[int] = None) -> None:
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-    module, _, name = target.partition(":")
     t0 = time.time()
     try:
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        result = getattr(importlib.import_module(module), name)(**kwargs)
+        result = step(**kwargs)
         send.send((True, result, time.time() - t0))
     except BaseException as exc:  # sent back and re-raised in the parent
         text = traceback.format_exc()

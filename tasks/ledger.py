@@ -46,7 +46,7 @@ def output_is_whole(path: str | Path) -> bool:
             fh.seek(-4, os.SEEK_END)
             return fh.read(4) == b"PAR1"
     if (p.name == "base" or p.parent.name == "checkpoints") and not p.is_file():
-        from score_core.models import is_complete_checkpoint
+        from score_core.generation.models import is_complete_checkpoint
 
         return is_complete_checkpoint(p)
     return p.exists()

@@ -30,3 +30,10 @@ def grade_name(parameters: dict[str, Any]) -> str:
         return "grade"
     kind, stage, it = m.groups()
     return step_name("grade" if kind == "rollout" else "grade eval", stage, int(it))
+
+
+def train_name(parameters: dict[str, Any]) -> str:
+    """`train · stage2 · it 4`: the plan entry's name (an `Iteration`, or its dict form)."""
+    plan = parameters["plan"]
+    name = plan["name"] if isinstance(plan, dict) else plan.name
+    return step_name("train", name, parameters["iteration"])

@@ -59,10 +59,10 @@ def _iv(iv: Any) -> str:
 
 def interval_table(evals: list[dict[str, Any]], n_boot: int = 4000) -> str:
     """Base and the final model side by side: Acc@t1, Acc@t2 and Δ(t1,t2) with 95% intervals
-    (paired bootstrap over the held-out problems, score_core/intervals.py), then the final
+    (paired bootstrap over the held-out problems, score_core/evaluation/intervals.py), then the final
     model minus the base on the same problems. Empty without a base evaluation."""
-    from score_core.intervals import align, bootstrap_interval, delta_grid, nanmean
-    from score_core.tracefile import per_problem_rewards
+    from score_core.evaluation.intervals import align, bootstrap_interval, delta_grid, nanmean
+    from score_core.evaluation.tracefile import per_problem_rewards
 
     if len(evals) < 2 or evals[0].get("stage") != "base":
         return ""
@@ -84,7 +84,7 @@ def interval_table(evals: list[dict[str, Any]], n_boot: int = 4000) -> str:
 
 def reward_stats(traces_path: str) -> dict[str, float]:
     """Mean / std of r1 and r2 over scored rows, and how many rows could not be scored."""
-    from score_core.tracefile import read_trace_columns
+    from score_core.evaluation.tracefile import read_trace_columns
 
     cols = read_trace_columns(traces_path)
     out: dict[str, float] = {"rows": len(cols["reward1"])}
@@ -118,8 +118,8 @@ def _train_lines(trains: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _make_plots(run: Path, evals: list[dict[str, Any]], trains: list[dict[str, Any]]) -> dict[str, str]:
-    from score_core.metrics import edit_ratios
-    from score_core.tracefile import read_trace_columns
+    from score_core.evaluation.metrics import edit_ratios
+    from score_core.evaluation.tracefile import read_trace_columns
 
     out = run / "plots"
     ratios = {}

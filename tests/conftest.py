@@ -41,7 +41,7 @@ def tiny():
     import torch
 
     from score_core.config import DebugBaseConfig
-    from score_core.debug_model import build_model, build_tokenizer
+    from score_core.generation.debug_model import build_model, build_tokenizer
 
     torch.manual_seed(0)
     tok = build_tokenizer()
@@ -53,6 +53,6 @@ def tiny():
 @pytest.fixture(scope="module")
 def problems():
     """Six synthetic a·x+b=c training problems."""
-    from score_core.synthetic import make_problems
+    from score_core.problems.synthetic import make_problems
 
     return make_problems("synth_linear", 6, 0, "train")

@@ -5,10 +5,11 @@ import sys
 import torch
 
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import build_model, build_tokenizer
+from score_core.generation.debug_model import build_model, build_tokenizer
 from score_core.schema import Episode
-from score_core.synthetic import make_problems
-from score_core.trainer import Hyper, train_on_episodes
+from score_core.problems.synthetic import make_problems
+from score_core.method.plan import Iteration
+from score_core.method.trainer import Hyper, train_on_episodes
 
 TINY = DebugBaseConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=3)
 
@@ -37,9 +38,11 @@ def train_once(acc, stage: str) -> dict:
     init = {k: v.clone() for k, v in policy.state_dict().items()}
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
     policy, opt = acc.prepare(policy, opt)
-    hp = Hyper(lr=1e-3, alpha=10.0, beta1=0.05, beta2=0.2, minibatch_prompts=3, micro_batch_episodes=2,
+    hp = Hyper(lr=1e-3, minibatch_prompts=3, micro_batch_episodes=2,
                epochs=2, max_grad_norm=1.0, micro_batch_tokens=64, seed=1)
-    hist = train_on_episodes(policy, ref, tok, opt, acc, eps, {p.problem_id: p for p in problems}, stage, hp)
+    it = (Iteration("stage1", "stage1", beta1=0.05, beta2=0.2) if stage == "stage1"
+          else Iteration("stage2", "stage2", alpha=10.0, beta1=0.05))
+    hist = train_on_episodes(policy, ref, tok, opt, acc, eps, {p.problem_id: p for p in problems}, it, hp)
     return {"state": acc.unwrap_model(policy).state_dict(), "init": init, "history": hist}
 
 

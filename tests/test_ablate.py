@@ -60,8 +60,8 @@ def test_results_markdown_has_table_goal_checks_plot_and_paper_numbers(ablation)
 
 
 def test_paired_bootstrap_comes_from_the_cells_traces(ablation):
-    from score_core.ablation import paired_intervals
-    from score_core.tracefile import per_problem_rewards
+    from score_core.tools.ablation import paired_intervals
+    from score_core.evaluation.tracefile import per_problem_rewards
 
     out, _ = ablation
     data = json.loads((out / "run" / "ablation.json").read_text())

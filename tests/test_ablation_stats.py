@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from score_core.ablation import goal_checks, interval_table, paired_intervals, results_markdown, summarise
+from score_core.tools.ablation import goal_checks, interval_table, paired_intervals, results_markdown, summarise
 
 N = 400
 
@@ -26,7 +26,7 @@ def _cells() -> dict[str, list[dict[str, tuple[float, float]]]]:
 
 
 def _rows(cells):
-    from score_core.metrics import self_correction_metrics
+    from score_core.evaluation.metrics import self_correction_metrics
 
     flat = []
     for m, runs in cells.items():
@@ -74,7 +74,7 @@ def test_results_markdown_carries_the_bootstrap_table():
 
 
 def test_curve_table_shows_means_per_iteration_and_the_late_change():
-    from score_core.ablation import curve_table
+    from score_core.tools.ablation import curve_table
 
     curves = {"score": [[0.2, 0.4, 0.5, 0.5, 0.5, 0.5], [0.4, 0.6, 0.7, 0.7, 0.7, 0.7]],  # flat at the end
               "multi_turn_rl": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]]}  # still rising: +20 over the last 2

@@ -65,7 +65,7 @@ def test_direct_iteration_is_fully_accounted(tmp_path, monkeypatch):
 
     from flows import bench
     from score_core.config import load_config
-    from score_core.debug_model import pretrain_debug_base
+    from score_core.generation.debug_model import pretrain_debug_base
 
     sink = str(tmp_path / "timing.jsonl")
     monkeypatch.setenv(timing.ENV, sink)

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from score_core.bench_rollout import bench_rollout, hf_two_turns, sampled
+from score_core.tools.bench_rollout import bench_rollout, hf_two_turns, sampled
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import build_model, build_tokenizer
-from score_core.decode import decode_turns
-from score_core.rollout import two_turn_prompts
-from score_core.synthetic import make_problems
+from score_core.generation.debug_model import build_model, build_tokenizer
+from score_core.generation.decode import decode_turns
+from score_core.generation.rollout import two_turn_prompts
+from score_core.problems.synthetic import make_problems
 
 TINY = DebugBaseConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 

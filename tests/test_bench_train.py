@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from score_core.bench_train import bench_train
+from score_core.tools.bench_train import bench_train
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import build_model, build_tokenizer
-from score_core.synthetic import make_problems
-from score_core.trainer import plan_micro_batches
+from score_core.generation.debug_model import build_model, build_tokenizer
+from score_core.problems.synthetic import make_problems
+from score_core.method.trainer import plan_micro_batches
 
 
 def test_plan_micro_batches_respects_both_limits_and_covers_every_row():

@@ -1,4 +1,4 @@
-"""score_core.code_tasks: extraction, program assembly and the MBPP prompt (no Docker)."""
+"""score_core.problems.code_problems: extraction, program assembly and the MBPP prompt (no Docker)."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from score_core.code_tasks import (
+from score_core.problems.code_problems import (
     MBPP_SHOT_IDS, CodeProgram, build_program, extract_code, mbpp_prompt, mbpp_shots, mbpp_tests,
 )
 from score_core.schema import Problem

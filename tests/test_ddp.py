@@ -47,10 +47,10 @@ def _assert_same_update(one, two):
 
 
 def test_launch_command_for_the_n_process_train_step():
-    from score_core.launch_train import launch_command
+    from score_core.steps.launch_train import launch_command
 
     plain = launch_command("a.json", "r.json", 4)
     assert plain[1:3] == ["-m", "accelerate.commands.launch"] and "--multi_gpu" in plain
-    assert plain[plain.index("--num_processes") + 1] == "4" and plain[-3:] == ["score_core.launch_train", "a.json", "r.json"]
+    assert plain[plain.index("--num_processes") + 1] == "4" and plain[-3:] == ["score_core.steps.launch_train", "a.json", "r.json"]
     fsdp = launch_command("a.json", "r.json", 8, accelerate_config="configs/accelerate/fsdp.yaml")
     assert fsdp[fsdp.index("--config_file") + 1] == "configs/accelerate/fsdp.yaml" and "--multi_gpu" not in fsdp

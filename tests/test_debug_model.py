@@ -3,9 +3,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import RETRY, build_model, build_tokenizer, encode_corpus, make_corpus, pretrain_debug_base
-from score_core.prompts import SYNTH_TURN2, render_turn1, render_turn2
-from score_core.synthetic import make_problems
+from score_core.generation.debug_model import RETRY, build_model, build_tokenizer, encode_corpus, make_corpus, pretrain_debug_base
+from score_core.generation.prompts import SYNTH_TURN2, render_turn1, render_turn2
+from score_core.problems.synthetic import make_problems
 
 TINY = DebugBaseConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
                        steps=3, batch_size=8, corpus_size=64, seed=0)

@@ -28,11 +28,11 @@ import pytest
 import torch
 
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import build_model, build_tokenizer, encode_corpus
-from score_core.decode import decode_turns
-from score_core.inference_scaling import scaling_samples, sequential_generations
-from score_core.rollout import _eos_ids, _pad_id, rollout_two_attempts, two_turn_prompts
-from score_core.synthetic import make_problems
+from score_core.generation.debug_model import build_model, build_tokenizer, encode_corpus
+from score_core.generation.decode import decode_turns
+from score_core.tools.inference_scaling import scaling_samples, sequential_generations
+from score_core.generation.rollout import eos_ids, pad_id, rollout_two_attempts, two_turn_prompts
+from score_core.problems.synthetic import make_problems
 
 BATCH_SIZES = (1, 3, 8, 64)
 LOGPROB_TOL = 1e-4  # fp32
@@ -192,8 +192,8 @@ def debug():
         opt.step()
     model.eval()
     eos = {tok.eos_token_id, tok.convert_tokens_to_ids("=")}
-    model.generation_config.eos_token_id = sorted(eos)  # read by rollout._eos_ids
-    assert _eos_ids(tok, model) == eos
+    model.generation_config.eos_token_id = sorted(eos)  # read by rollout.eos_ids
+    assert eos_ids(tok, model) == eos
     problems = make_problems("synth_linear", 70, 3, "eval")
     _, x, suffixes = two_turn_prompts(tok, problems, 1)
     for i in range(0, len(x), 4):  # more varied prompt lengths: prepend part of another prompt
@@ -295,18 +295,18 @@ def smol(shared_data):
     if not (SMOL / "config.json").is_file():
         pytest.skip(f"{SMOL} is absent (scripts/setup.sh fetches it: `score models fetch smollm2-135m-instruct`)")
     from score_core.config import DatasetConfig
-    from score_core.models import load_model, load_tokenizer
-    from score_core.problems import load_problems
+    from score_core.generation.models import load_model, load_tokenizer
+    from score_core.problems.loaders import load_problems
 
     model, tok = load_model(str(SMOL)), load_tokenizer(str(SMOL))
     assert tok.chat_template and next(model.parameters()).dtype == torch.float32
     problems = load_problems(DatasetConfig(source="gsm8k", path=str(shared_data / "gsm8k_test.jsonl"),
                                            split="eval", limit=6, seed=0)).problems
     _, x, suffixes = two_turn_prompts(tok, problems, 1)
-    eos = _eos_ids(tok, model)
+    eos = eos_ids(tok, model)
     # An extra stop token that ends some first attempts early, at different steps.
     free = decode_turns(model, x, None, max_new_tokens=SMOL_MAX_NEW, temperature=0.0, batch_size=8,
-                        eos_ids=eos, pad_id=_pad_id(tok))
+                        eos_ids=eos, pad_id=pad_id(tok))
     firsts = [{t: g[0].ids.index(t) for t in reversed(g[0].ids)} for g in free]  # token → first position
     candidates = {t for f in firsts for t in f}
 
@@ -331,7 +331,7 @@ def test_smollm2_chat_rollouts_equal_the_oracle(smol):
     x2, s2, want2 = [x[i] for i in rows2], [suffixes[i] for i in rows2], [want[i] for i in rows2]
     for batch_size in BATCH_SIZES:
         got = decode_turns(model, x2, s2, max_new_tokens=SMOL_MAX_NEW, temperature=0.0, batch_size=batch_size,
-                           eos_ids=eos, pad_id=_pad_id(tok))
+                           eos_ids=eos, pad_id=pad_id(tok))
         assert_matches(f"SmolLM2 batch {batch_size}", got, want2, SMOL_MAX_NEW)
     episodes = rollout_two_attempts(model, tok, problems, k=2, temperature=0.0, max_new_tokens=SMOL_MAX_NEW,
                                     batch_size=3, run_id="r", stage="eval", iteration=0)
@@ -340,7 +340,7 @@ def test_smollm2_chat_rollouts_equal_the_oracle(smol):
             w[0].ids, w[0].stop_id is None, w[1].ids, w[1].stop_id is None)
     torch.manual_seed(3)
     sampled = decode_turns(model, x, suffixes, max_new_tokens=SMOL_MAX_NEW, temperature=1.0, batch_size=64,
-                           eos_ids=eos, pad_id=_pad_id(tok))
+                           eos_ids=eos, pad_id=pad_id(tok))
     assert_sampled_logprobs("SmolLM2 T 1", model, x, suffixes, sampled, 1.0, eos, SMOL_MAX_NEW)
 
 
@@ -356,5 +356,5 @@ def test_smollm2_long_attempts_keep_the_whole_context(smol):
     assert len(want[0].ids) >= 30  # enough generated tokens before attempt 2
     for batch_size, k in ((1, 1), (3, 3)):
         got = decode_turns(model, [x[1]] * k, [suffixes[1]] * k, max_new_tokens=max_new, temperature=0.0,
-                           batch_size=batch_size, eos_ids=eos, pad_id=_pad_id(tok))
+                           batch_size=batch_size, eos_ids=eos, pad_id=pad_id(tok))
         assert_matches(f"SmolLM2 2 × {max_new} tokens, {k} rows, batch {batch_size}", got, [want] * k, max_new)

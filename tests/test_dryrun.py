@@ -5,7 +5,7 @@ import pytest
 
 from score.cli import main
 from score_core.config import load_config
-from score_core.dryrun import architecture, batch_arithmetic, dry_run_report, lora_params, memory_per_gpu, n_params
+from score_core.tools.dryrun import architecture, batch_arithmetic, dry_run_report, lora_params, memory_per_gpu, n_params
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 1024 ** 3
@@ -73,7 +73,7 @@ def test_tiny_model_parameter_counts_match_the_real_models(tmp_path):
     """n_params and lora_params against a built LlamaForCausalLM and the project's add_lora."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from score_core.models import add_lora
+    from score_core.generation.models import add_lora
 
     a = architecture(_tiny_cfg(tmp_path))
     # by hand: embedding 100·64 + 2 layers·(q,o 2·64·64 + k,v 2·64·32 + mlp 3·64·128 + norms 2·64) + norm 64
@@ -167,7 +167,7 @@ def test_every_config_dry_runs_on_a_fresh_clone(name, tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("name", ["math_qwen2.5-1.5b-instruct.yaml", "code_qwen2.5-coder-1.5b-instruct.yaml"])
 def test_gpu_recipes_name_hub_datasets_and_take_local_files_as_override(name, capsys):
-    from score_core.dryrun import data_sources
+    from score_core.tools.dryrun import data_sources
 
     cfg = load_config(ROOT / "configs" / name)
     for role in ("train", "eval"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from score_core.models import checkpoint_problems, is_complete_checkpoint
+from score_core.generation.models import checkpoint_problems, is_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
@@ -76,7 +76,7 @@ def test_checkpoint_completeness_means_loadable(finished_run, tmp_path):
     (ckpt / "model.safetensors").unlink()
     assert not is_complete_checkpoint(ckpt)
 
-    base = tmp_path / "base"  # the debug base: no manifest, the structural checks still hold
+    base = tmp_path / "base"  # the debug base (saved by the same save_checkpoint)
     shutil.copytree(finished_run / "checkpoints" / "base", base)
     assert is_complete_checkpoint(base)
     weights = base / "model.safetensors"

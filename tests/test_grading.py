@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from score_core import grading
-from score_core.grading import extract_answer, grade_math, last_boxed, normalize_answer
-from score_core.rewards import Reward
+from score_core.problems import math_grading as grading
+from score_core.problems.math_grading import extract_answer, grade_math, last_boxed, normalize_answer
+from score_core.problems.rewards import Reward
 
 MATH500 = Path(__file__).resolve().parents[1] / "../shared/data/math500_test.jsonl"
 SLOW_ANSWER = "9^{9^{9^{9}}}"  # sympy tries to evaluate this tower: never finishes

@@ -2,11 +2,11 @@
 import torch
 
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import build_model, build_tokenizer
-from score_core.inference_scaling import (majority_correct, parallel_vs_self_correct, plot_scaling,
+from score_core.generation.debug_model import build_model, build_tokenizer
+from score_core.tools.inference_scaling import (majority_correct, parallel_vs_self_correct, plot_scaling,
                                           sequential_attempts)
 from score_core.schema import Problem
-from score_core.synthetic import make_problems
+from score_core.problems.synthetic import make_problems
 
 P = Problem(problem_id="p", source="synth_linear", split="eval", kind="synth", question="2*x+1=7", answer="3")
 

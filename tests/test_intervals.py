@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from score_core.intervals import Interval, align, bootstrap_interval, delta_grid
+from score_core.evaluation.intervals import Interval, align, bootstrap_interval, delta_grid
 
 
 def test_constant_grid_has_a_zero_width_interval():

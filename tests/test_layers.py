@@ -74,7 +74,7 @@ def test_cycle_finder_on_a_hand_made_graph():
 def test_score_core_has_no_import_cycle_and_imports_nothing_above_it():
     g = _graph_tool()
     graph = g.edges(REPO)
-    assert "score_core.reward_value" in graph["score_core.grading"]  # the graph sees imports
+    assert "score_core.problems.reward_value" in graph["score_core.problems.math_grading"]  # the graph sees imports
     inside = {m: {t for t in ts if t.startswith("score_core")} for m, ts in graph.items() if m.startswith("score_core")}
     assert g.cycles(inside) == []
     upward = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("score_core")
@@ -93,3 +93,30 @@ def test_the_sandbox_imports_nothing_from_the_project():
     outward = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("sandbox")
                      for t in ts if not t.startswith("sandbox"))
     assert outward == []
+
+
+# score_core's folders, bottom to top (docs/ARCHITECTURE.md): a layer imports only layers
+# before it. `api` is score_core/__init__.py's re-exports.
+LAYERS = ("score_core.base", "score_core.problems", "score_core.evaluation", "score_core.generation",
+          "score_core.method", "score_core.steps", "score_core.tools", "score_core.api")
+
+
+def _upward_arrows(graph, layer_of):
+    rank = {lay: i for i, lay in enumerate(LAYERS)}
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith("score_core")
+                  for t in ts if t.startswith("score_core") and rank[layer_of(t)] > rank[layer_of(m)])
+
+
+def test_score_core_layers_import_only_layers_below_them():
+    g = _graph_tool()
+    graph = g.edges(REPO)
+    assert {g.layer(m) for m in graph if m.startswith("score_core")} == set(LAYERS)  # every folder is placed
+    assert _upward_arrows(graph, g.layer) == []
+
+
+def test_the_layer_check_catches_an_upward_import():
+    g = _graph_tool()
+    graph = {"score_core.method.trainer": {"score_core.tools.ablation"}, "score_core.tools.ablation": set(),
+             "score_core.config": {"score_core.problems.rewards"}, "score_core.problems.rewards": set()}
+    assert _upward_arrows(graph, g.layer) == ["score_core.config -> score_core.problems.rewards",
+                                              "score_core.method.trainer -> score_core.tools.ablation"]

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from score_core.losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
-from score_core.trainer import episode_advantages
+from score_core.method.losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
+from score_core.method.trainer import episode_advantages
 from score_core.schema import Episode
 
 
@@ -87,7 +87,7 @@ def _ep(pid, s, r1, r2):
 
 def test_stage1_puts_no_policy_gradient_on_attempt_1():
     eps = [_ep("p", 0, 1.0, 0.0), _ep("p", 1, 0.0, 1.0), _ep("q", 0, 1.0, 1.0), _ep("q", 1, 0.0, 0.0)]
-    _, adv_1, adv_2 = episode_advantages(eps, "stage1", alpha=10.0)
+    _, adv_1, adv_2 = episode_advantages(eps, _it("stage1", 10.0))
     assert adv_1.tolist() == [0.0, 0.0, 0.0, 0.0]
     assert adv_2.tolist() == [-1.0, 1.0, 1.0, -1.0]
     logp = torch.zeros(4, 4, requires_grad=True)
@@ -100,14 +100,14 @@ def test_stage1_puts_no_policy_gradient_on_attempt_1():
 
 def test_stage2_advantages_use_shaped_rewards():
     eps = [_ep("p", 0, 0.0, 1.0), _ep("p", 1, 1.0, 0.0)]
-    _, adv_1, adv_2 = episode_advantages(eps, "stage2", alpha=10.0)
+    _, adv_1, adv_2 = episode_advantages(eps, _it("stage2", 10.0))
     assert adv_1.tolist() == [-1.0, 1.0]
     assert adv_2.tolist() == [21.0, -21.0]  # 11 − (−10), −10 − 11
 
 
 def test_unknown_r1_makes_shaped_r2_unknown():
     eps = [_ep("p", 0, None, 1.0), _ep("p", 1, 1.0, 0.0), _ep("p", 2, 0.0, 0.0)]
-    _, adv_1, adv_2 = episode_advantages(eps, "stage2", alpha=10.0)
+    _, adv_1, adv_2 = episode_advantages(eps, _it("stage2", 10.0))
     assert adv_1[0] == 0 and adv_2[0] == 0
     assert adv_2[1:].tolist() == pytest.approx([-10.0, 10.0])
 
@@ -120,7 +120,7 @@ def test_shape_checks():
 
 
 def test_pg_objective_clip_hand_computed():
-    from score_core.losses import pg_objective
+    from score_core.method.losses import pg_objective
 
     # ρ = [2, 1, 0.5, 0.5]; A = [+1, −1, +1, −1]; ε = 0.2
     logp = torch.log(torch.tensor([[0.5, 0.9, 0.1, 0.1]])).requires_grad_()
@@ -135,7 +135,7 @@ def test_pg_objective_clip_hand_computed():
 
 
 def test_pg_objective_truncate_and_none_hand_computed():
-    from score_core.losses import pg_objective
+    from score_core.method.losses import pg_objective
 
     logp = torch.log(torch.tensor([[0.6, 0.1]])).requires_grad_()
     mu = torch.log(torch.tensor([[0.2, 0.2]]))  # ρ = [3, 0.5]
@@ -169,7 +169,7 @@ def test_clipped_loss_equals_reinforce_gradient_on_policy():
 
 
 def test_ratio_stats_hand_computed():
-    from score_core.losses import ratio_stats
+    from score_core.method.losses import ratio_stats
 
     logp = torch.log(torch.tensor([[0.5, 0.9, 0.3]]))
     mu = torch.log(torch.tensor([[0.2, 0.9, 0.0001]]))  # ρ = [2.5, 1, (unknown)]
@@ -182,3 +182,10 @@ def test_ratio_stats_hand_computed():
     assert s["ratio_sum"] == pytest.approx(3.5, abs=1e-5) and s["ratio_max"] == pytest.approx(2.5, abs=1e-5)
     assert s["clipped"] == 1  # only ρ = 2.5 lies outside [0.8, 1.2]
     assert s["seq_out"] == 1  # attempt 1's sequence ratio 2.5 > 2; attempt 2's is 1
+
+
+def _it(objective, alpha):
+    """The plan entry of `objective` (α only where Stage II reads it)."""
+    from score_core.method.plan import Iteration
+
+    return Iteration(objective, objective, alpha=alpha if objective == "stage2" else 0.0)

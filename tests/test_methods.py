@@ -6,33 +6,50 @@ import random
 import pytest
 import torch
 
-from score_core.ablation import goal_checks, markdown_table, mean_ci, summarise, t_critical
-from score_core.methods import METHODS, method_plan
+from score_core.tools.ablation import goal_checks, markdown_table, mean_ci, summarise, t_critical
+from score_core.config import TrainConfig
+from score_core.method.plan import METHODS, Iteration, method_plan
 from score_core.schema import Episode
-from score_core.sft import weighted_sft_loss
-from score_core.trainer import episode_advantages, rl_minibatches, sft_minibatches, sft_weights
+from score_core.method.sft import weighted_sft_loss
+from score_core.method.trainer import episode_advantages, rl_minibatches, sft_minibatches, sft_weights
 
 SCHEDULE = ["stage1", "stage2", "stage1", "stage2"]
+TRAIN = TrainConfig(schedule=SCHEDULE, alpha=10.0, beta1=0.05, beta2=0.5)
 
 
 def test_every_trained_method_gets_the_same_number_of_iterations():
     for m in METHODS:
-        plan = method_plan(m, SCHEDULE, alpha=10.0)
+        plan = method_plan(m, TRAIN)
         assert len(plan) == (0 if m in ("base", "self_refine") else len(SCHEDULE)), m
 
 
 def test_plans_match_the_paper_ablations():
-    assert [(p.kind, p.alpha) for p in method_plan("score", SCHEDULE, 10.0)] == [
-        ("stage1", 0.0), ("stage2", 10.0), ("stage1", 0.0), ("stage2", 10.0)]
-    assert {(p.kind, p.alpha) for p in method_plan("no_shaping", SCHEDULE, 10.0)} == {("stage1", 0.0), ("stage2", 0.0)}
-    assert {(p.kind, p.alpha) for p in method_plan("no_stage1", SCHEDULE, 10.0)} == {("stage2", 10.0)}
-    assert {(p.kind, p.alpha) for p in method_plan("multi_turn_rl", SCHEDULE, 10.0)} == {("stage2", 0.0)}
-    assert {p.kind for p in method_plan("single_turn_rl", SCHEDULE, 10.0)} == {"single_turn"}
-    star, pair = method_plan("star", SCHEDULE, 10.0)[0], method_plan("pair_sft", SCHEDULE, 10.0)[0]
-    assert (star.kind, star.sft_data, star.rollout_from_base) == ("sft_both", "star", False)
-    assert (pair.kind, pair.sft_data, pair.rollout_from_base) == ("sft_turn2", "pair", True)
+    def shape(m):
+        return [(p.objective, p.alpha) for p in method_plan(m, TRAIN)]
+
+    assert shape("score") == [("stage1", 0.0), ("stage2", 10.0), ("stage1", 0.0), ("stage2", 10.0)]
+    assert set(shape("no_shaping")) == {("stage1", 0.0), ("stage2", 0.0)}
+    assert set(shape("no_stage1")) == {("stage2", 10.0)}
+    assert set(shape("multi_turn_rl")) == {("stage2", 0.0)}
+    assert {p.objective for p in method_plan("single_turn_rl", TRAIN)} == {"single_turn"}
+    star, pair = method_plan("star", TRAIN)[0], method_plan("pair_sft", TRAIN)[0]
+    assert (star.objective, star.sft_data, star.sample_from) == ("sft_both", "star", "policy")
+    assert (pair.objective, pair.sft_data, pair.sample_from) == ("sft_turn2", "pair", "base")
     with pytest.raises(ValueError, match="unknown method"):
-        method_plan("ppo", SCHEDULE, 10.0)
+        method_plan("ppo", TRAIN)
+
+
+def test_the_plan_carries_beta1_everywhere_and_beta2_only_in_stage1():
+    """β1 = 0.05 and β2 = 0.5 of the config reach exactly the objectives that read them."""
+    for m in METHODS:
+        for p in method_plan(m, TRAIN):
+            assert p.beta1 == (0.0 if p.is_sft else 0.05), (m, p)
+            assert p.beta2 == (0.5 if p.objective == "stage1" else 0.0), (m, p)
+    assert [p.rewarded_turns for p in method_plan("score", TRAIN)] == [(2,), (1, 2), (2,), (1, 2)]
+    with pytest.raises(ValueError, match="Stage I only"):
+        Iteration("stage2", "stage2", beta2=0.1)
+    with pytest.raises(ValueError, match="Stage II only"):
+        Iteration("stage1", "stage1", alpha=10.0)
 
 
 def _ep(pid, s, r1, r2):
@@ -41,19 +58,19 @@ def _ep(pid, s, r1, r2):
 
 def test_single_turn_advantages_are_rloo_on_r1_and_zero_on_attempt_2():
     eps = [_ep("p", 0, 1.0, 0.0), _ep("p", 1, 0.0, 1.0), _ep("p", 2, 0.0, 1.0)]
-    _, adv_1, adv_2 = episode_advantages(eps, "single_turn", alpha=10.0)
+    _, adv_1, adv_2 = episode_advantages(eps, _it("single_turn", 10.0))
     # r1 = (1, 0, 0): A_0 = 1 − 0 = 1, A_1 = 0 − 0.5 = −0.5, A_2 = −0.5
     assert adv_1.tolist() == pytest.approx([1.0, -0.5, -0.5])
     assert adv_2.tolist() == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError):
-        episode_advantages(eps, "sft_both", alpha=10.0)
+        episode_advantages(eps, _it("sft_both", 10.0))
 
 
 def test_stage2_alpha_zero_is_plain_multi_turn_rloo():
     eps = [_ep("p", 0, 0.0, 1.0), _ep("p", 1, 1.0, 0.0)]
-    _, a1, a2 = episode_advantages(eps, "stage2", alpha=0.0)
+    _, a1, a2 = episode_advantages(eps, _it("stage2", 0.0))
     assert a1.tolist() == pytest.approx([-1.0, 1.0]) and a2.tolist() == pytest.approx([1.0, -1.0])
-    _, _, a2_shaped = episode_advantages(eps, "stage2", alpha=10.0)
+    _, _, a2_shaped = episode_advantages(eps, _it("stage2", 10.0))
     # shaped r̂2 = (1 + 10·1, 0 + 10·(−1)) = (11, −10): A = (21, −21)
     assert a2_shaped.tolist() == pytest.approx([21.0, -21.0])
 
@@ -112,3 +129,10 @@ def test_summary_table_and_goal_checks_are_computed_not_asserted():
     assert checks["SCoRe's Δ interval lies above multi_turn_rl's"] is True
     assert checks["SCoRe's Δ interval lies above star's"] is None
     assert checks["the base model's Δ ≤ 0"] is True
+
+
+def _it(objective, alpha):
+    """The plan entry of `objective` (α only where Stage II reads it)."""
+    from score_core.method.plan import Iteration
+
+    return Iteration(objective, objective, alpha=alpha if objective == "stage2" else 0.0)

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from score_core.metrics import edit_distance, edit_distance_ratio, self_correction_metrics
+from score_core.evaluation.metrics import edit_distance, edit_distance_ratio, self_correction_metrics
 
 
 def test_metrics_hand_computed():

@@ -3,13 +3,14 @@ stale temporaries, step processes, and which failures are retried."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.isolation import StepProcessDied, run_in_child
+from tasks.isolation import StepProcessDied, noop, run_in_child
 from tasks.ledger import RunDirBusy, clean_stale_temps, finished, output_is_whole, record, run_dir_lock
 
 
@@ -54,17 +55,17 @@ def test_run_dir_lock_is_exclusive_and_cleans_temporaries(tmp_path):
 
 
 def test_step_process_returns_records_and_raises_the_steps_errors():
-    assert run_in_child("tasks.isolation:noop", {}) == {}
+    assert run_in_child(noop, {}) == {}
     with pytest.raises(json.JSONDecodeError):
-        run_in_child("json:loads", {"s": "{not json"})
+        run_in_child(json.loads, {"s": "{not json"})
     with pytest.raises(StepProcessDied):
-        run_in_child("os:abort", {})  # dies without a result, like an OOM kill
+        run_in_child(os.abort, {})  # dies without a result, like an OOM kill
 
 
 def test_only_infrastructure_failures_are_retried():
     from prefect.states import Failed
 
-    from tasks.steps import retry_on_infrastructure
+    from tasks.pipeline_tasks import retry_on_infrastructure
 
     def retried(exc: BaseException) -> bool:
         return retry_on_infrastructure(None, None, Failed(data=exc))

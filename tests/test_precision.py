@@ -18,13 +18,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from score_core import steps
+from score_core.method.plan import Iteration
+from score_core.steps import train as steps
 from score_core.config import DebugBaseConfig, RunConfig
-from score_core.debug_model import build_model, build_tokenizer
-from score_core.models import load_model
-from score_core.rollout import rollout_two_attempts
+from score_core.generation.debug_model import build_model, build_tokenizer
+from score_core.generation.models import load_model
+from score_core.generation.rollout import rollout_two_attempts
 from score_core.schema import write_episodes, write_problems
-from score_core.synthetic import make_problems
+from score_core.problems.synthetic import make_problems
 
 LR, STEPS, EPS = 1e-5, 10, 1e-8
 SMALL = DebugBaseConfig(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128)
@@ -146,7 +147,9 @@ def test_bf16_config_learns_with_fp32_master_weights(run_inputs, tmp_path, monke
     ckpt = tmp_path / "it1"
     with _Probe(monkeypatch) as probe:
         out = steps.train_step(cfg, str(root / "base"), str(root / "base"), str(root / "traces.parquet"),
-                               str(root / "problems.parquet"), "stage2", str(ckpt), 1)
+                               str(root / "problems.parquet"),
+                               Iteration("stage2", "stage2", alpha=cfg.train.alpha, beta1=cfg.train.beta1),
+                               str(ckpt), 1)
     assert out["steps"] == STEPS == probe.n_steps and out["nan_skipped"] == 0
 
     # oracle, first Adam step: Δw = -lr·g/(|g|+eps) element by element (m̂ = g, √v̂ = |g|)

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from score_core.config import DatasetConfig
-from score_core.problems import DataError, MBPP_SHOT_IDS, load_problems, mbpp_entry_point
+from score_core.problems.loaders import DataError, MBPP_SHOT_IDS, load_problems, mbpp_entry_point
 from score_core.schema import read_problems, write_problems
 
 DATA = Path(__file__).resolve().parents[1] / "../shared/data"
@@ -93,12 +93,12 @@ def test_humaneval():
 def mbpp_prompt_stub(monkeypatch):
     """Use the real code_tasks.mbpp_prompt when it exists; else a stub that records shots."""
     try:
-        from score_core.code_tasks import mbpp_prompt  # noqa: F401
+        from score_core.problems.code_problems import mbpp_prompt  # noqa: F401
         return False
     except ImportError:
-        stub = types.ModuleType("score_core.code_tasks")
+        stub = types.ModuleType("score_core.problems.code_problems")
         stub.mbpp_prompt = lambda text, tests, shots: f"{[s['task_id'] for s in shots]} {text} {tests}"
-        monkeypatch.setitem(sys.modules, "score_core.code_tasks", stub)
+        monkeypatch.setitem(sys.modules, "score_core.problems.code_problems", stub)
         return True
 
 
@@ -138,7 +138,7 @@ def test_limit_is_a_seeded_shuffle():
 
 
 def test_synthetic_sources_are_delegated():
-    pytest.importorskip("score_core.synthetic")
+    pytest.importorskip("score_core.problems.synthetic")
     result = load_problems(DatasetConfig(source="synth_linear", n=7, seed=3, split="eval"))
     assert len(result.problems) == 7 and all(p.kind == "synth" for p in result.problems)
 

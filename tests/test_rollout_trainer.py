@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from score_core.config import DebugBaseConfig
-from score_core.debug_model import build_model, build_tokenizer
-from score_core.prompts import render_turn1, render_turn2, turn2_suffix
-from score_core.decode import decode_turns
-from score_core.rollout import _eos_ids, _pad_id, episode_token_layout, rollout_two_attempts
-from score_core.trainer import Hyper, collate, train_on_episodes
+from score_core.generation.debug_model import build_model, build_tokenizer
+from score_core.generation.prompts import render_turn1, render_turn2, turn2_suffix
+from score_core.generation.decode import decode_turns
+from score_core.generation.rollout import eos_ids, pad_id, episode_token_layout, rollout_two_attempts
+from score_core.method.plan import Iteration
+from score_core.method.trainer import Hyper, collate, train_on_episodes
 
 TINY = DebugBaseConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
 
@@ -25,7 +26,7 @@ def test_turn2_context_is_turn1_then_attempt_then_instruction(problems, tiny):
 def generate_ids(model, tok, prompts, max_new_tokens, temperature, batch_size):
     """One attempt per prompt through the engine (`decode_turns` with no second turn)."""
     out = decode_turns(model, prompts, None, max_new_tokens=max_new_tokens, temperature=temperature,
-                       batch_size=batch_size, eos_ids=_eos_ids(tok, model), pad_id=_pad_id(tok))
+                       batch_size=batch_size, eos_ids=eos_ids(tok, model), pad_id=pad_id(tok))
     return [g[0] for g in out]
 
 
@@ -85,8 +86,8 @@ def test_one_training_step_changes_parameters_and_logs_finite_reward(tiny, probl
     acc = Accelerator(cpu=True)
     opt = torch.optim.Adam(policy.parameters(), lr=1e-3)
     policy, opt = acc.prepare(policy, opt)
-    hp = Hyper(lr=1e-3, alpha=10, beta1=0.01, beta2=0.1, minibatch_prompts=len(problems),
-               micro_batch_episodes=4, epochs=1, max_grad_norm=1.0)
-    hist = train_on_episodes(policy, model, tok, opt, acc, eps, {p.problem_id: p for p in problems}, "stage2", hp)
+    hp = Hyper(lr=1e-3, minibatch_prompts=len(problems), micro_batch_episodes=4, epochs=1, max_grad_norm=1.0)
+    it = Iteration("stage2", "stage2", alpha=10.0, beta1=0.01)
+    hist = train_on_episodes(policy, model, tok, opt, acc, eps, {p.problem_id: p for p in problems}, it, hp)
     assert len(hist) == 1 and math.isfinite(hist[0]["loss"]) and math.isfinite(hist[0]["reward2"])
     assert any((a - b).abs().max() > 0 for a, b in zip(before, policy.parameters()))

@@ -37,7 +37,7 @@ def test_fork_bomb_stays_in_its_slot(pool):
         except OSError:
             pass
     """
-    from score_core.rewards import CodeJob
+    from score_core.problems.rewards import CodeJob
 
     jobs = [CodeJob(textwrap.dedent(bomb), "", 3, 256)] + [CodeJob(OK_PROGRAM, "", 20, 256)] * 4
     results = pool.run_many(jobs)
@@ -171,7 +171,7 @@ def test_kill_pid1(pool):
 
 
 def test_kill_everything_hits_only_its_own_slot(pool):
-    from score_core.rewards import CodeJob
+    from score_core.problems.rewards import CodeJob
 
     killer = ("import os, signal, time\nchild = os.fork()\nif child == 0:\n    time.sleep(60)\n"
               "time.sleep(0.3)\nos.kill(-1, signal.SIGKILL)  # every process it may signal but itself\n"
@@ -251,7 +251,7 @@ def test_dead_container_is_replaced(pool):
 
 def test_in_flight_program_is_retried_after_breakage(pool):
     """The container dies mid-program: sandbox_error inside, retried once, then passes."""
-    from score_core.rewards import CodeJob
+    from score_core.problems.rewards import CodeJob
 
     program = "import time\ntime.sleep(2)\nprint('ok')\n"
     retries = pool.stats["retries"]

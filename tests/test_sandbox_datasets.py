@@ -1,6 +1,6 @@
 """Real data through the real sandbox: every reference solution passes, a wrong one fails.
 
-Programs are built the way the pipeline builds them (`score_core.code_tasks.build_program`
+Programs are built the way the pipeline builds them (`score_core.problems.code_problems.build_program`
 on a model-style response: solution and tests as two texts, compiled separately by the
 harness, `passed` only with its completion proof), so this also proves the extraction and
 assembly paths and that the harness does not break real solutions.
@@ -11,9 +11,9 @@ import re
 
 from sandbox_fixtures import load_humaneval, load_mbpp, pool  # noqa: F401  (fixture)
 
-from score_core.code_tasks import CodeProgram, build_program, mbpp_tests
-from score_core.problems import mbpp_entry_point
-from score_core.rewards import CodeJob
+from score_core.problems.code_problems import CodeProgram, build_program, mbpp_tests
+from score_core.problems.loaders import mbpp_entry_point
+from score_core.problems.rewards import CodeJob
 from score_core.schema import Problem
 
 # MBPP reference solutions that do not pass their own tests, with the reason. Filled from a

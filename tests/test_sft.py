@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from score_core.schema import Episode
-from score_core.sft import pair_sft_examples, sft_loss, star_examples
+from score_core.method.sft import pair_sft_examples, sft_loss, star_examples
 
 
 def _ep(pid, s, y1, y2, r1, r2):

@@ -54,7 +54,7 @@ def _rollouts(run_dir: Path) -> dict[int, list]:
 def test_training_traces_are_typed_and_use_the_chat_template(run):
     from transformers import AutoTokenizer
 
-    from score_core.prompts import MATH_TURN1, MATH_TURN2
+    from score_core.generation.prompts import MATH_TURN1, MATH_TURN2
 
     cfg, run_dir, _ = run
     problems = read_problems(run_dir / "problems_train.parquet")
@@ -62,7 +62,7 @@ def test_training_traces_are_typed_and_use_the_chat_template(run):
     tok = AutoTokenizer.from_pretrained(MODEL)
     assert tok.chat_template, "the converted model lost its chat template"
     end_ids = {tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")}
-    # Rendered here from the template, independently of score_core.prompts' renderer.
+    # Rendered here from the template, independently of score_core.generation.prompts' renderer.
     suffix = f"<|im_end|>\n<|im_start|>user\n{MATH_TURN2}<|im_end|>\n<|im_start|>assistant\n"
     n_suffix = len(tok(suffix, add_special_tokens=False)["input_ids"])
     for it, episodes in _rollouts(run_dir).items():
@@ -90,7 +90,7 @@ def test_training_traces_are_typed_and_use_the_chat_template(run):
 
 
 def test_rewards_are_real_grades_with_a_signal(run):
-    from score_core.grading import grade_math
+    from score_core.problems.math_grading import grade_math
 
     _, run_dir, _ = run
     answers = {p.problem_id: p.answer for p in read_problems(run_dir / "problems_train.parquet")}
@@ -202,7 +202,7 @@ def test_trainer_scores_what_the_rollout_sampled(run):
 
 
 def _end_ids(cfg) -> set:
-    from score_core.models import load_tokenizer
-    from score_core.steps import _generation_eos
+    from score_core.generation.models import load_tokenizer
+    from score_core.steps.rollout import _generation_eos
 
     return {load_tokenizer(str(MODEL)).eos_token_id} | _generation_eos(str(MODEL))

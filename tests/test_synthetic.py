@@ -1,8 +1,8 @@
 """synth_linear: deterministic generation, disjoint splits, grading, the flawed corpus."""
 import pytest
 
-from score_core.rewards import Reward
-from score_core.synthetic import (
+from score_core.problems.rewards import Reward
+from score_core.problems.synthetic import (
     check_line, extract_answer, flawed_solve, grade_synth, make_problems, parse_question,
     sample_corpus_traces, split_of)
 

@@ -4,15 +4,15 @@ pre-training corpus, and grade_episodes giving 1/0 rewards with a real pool."""
 import pytest
 
 from sandbox_fixtures import pool  # noqa: F401  (fixture)
-from score_core.code_tasks import build_program
+from score_core.problems.code_problems import build_program
 from score_core.config import DatasetConfig, DebugBaseConfig
-from score_core.debug_model import build_tokenizer, corpus_traces, encode_corpus, make_corpus
-from score_core.problems import load_problems
-from score_core.prompts import SYNTH_TURN2, render_turn1, render_turn2
-from score_core.rewards import CodeJob, grade_episodes
+from score_core.generation.debug_model import build_tokenizer, corpus_traces, encode_corpus, make_corpus
+from score_core.problems.loaders import load_problems
+from score_core.generation.prompts import SYNTH_TURN2, render_turn1, render_turn2
+from score_core.problems.rewards import CodeJob, grade_episodes
 from score_core.schema import Episode
-from score_core.synthetic import flawed_solve, is_flawed_class, split_of
-from score_core.synthetic_code import (
+from score_core.problems.synthetic import flawed_solve, is_flawed_class, split_of
+from score_core.problems.synthetic_code import (
     make_problems, parse_question, render_program1, render_program2, sample_corpus_traces)
 
 

@@ -22,14 +22,17 @@ def test_task_run_names_say_step_stage_and_iteration():
 
 
 def test_decorated_tasks_carry_the_names():
-    from tasks import steps
+    from score_core.method.plan import Iteration
+    from tasks import pipeline_tasks as pt
 
-    assert steps.train.task_run_name.format(stage="stage2", iteration=4) == "train · stage2 · it 4"
-    assert steps.prepare_data.task_run_name == "prepare data"
-    assert steps.pretrain_debug_base.task_run_name == "pretrain debug base"
-    assert steps.rollout.task_run_name is rollout_name and steps.grade.task_run_name is grade_name
-    cfg_tasks = steps.configured(_tiny_cfg())  # with_options keeps the names
-    assert cfg_tasks.rollout.task_run_name is rollout_name
+    assert pt.train.task_run_name({"plan": Iteration("stage2", "stage2"), "iteration": 4}) == "train · stage2 · it 4"
+    assert pt.train.task_run_name({"plan": {"name": "star"}, "iteration": 3}) == "train · star · it 3"
+    assert pt.prepare_data.task_run_name == "prepare data"
+    assert pt.pretrain_debug_base.task_run_name == "pretrain debug base"
+    assert pt.rollout.task_run_name is rollout_name and pt.grade.task_run_name is grade_name
+    o = _tiny_cfg().orchestration
+    retried = pt.rollout.with_options(**pt.retry_policy(o.step_retries, o.retry_backoff_s))
+    assert retried.task_run_name is rollout_name and retried.retries == o.step_retries  # names survive
 
 
 def _tiny_cfg():
@@ -63,9 +66,7 @@ def test_step_in_a_child_process_reports_to_the_parent(tmp_path):
 
     sink = tmp_path / "child.json"
     t0 = time.monotonic()
-    out = run_in_child("score_core.progress:call_reporting",
-                       {"target": "tests.test_task_names_progress:_counting_step", "kwargs": {"n": 5},
-                        "path": str(sink)})
+    out = run_in_child(progress.call_reporting, {"target": _counting_step, "kwargs": {"n": 5}, "path": str(sink)})
     assert out == {"counted": 5}
     assert progress.read(str(sink)) == {"desc": "count", "n": 5, "total": 5, "done": True}
     assert time.monotonic() - t0 < 120

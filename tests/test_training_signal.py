@@ -10,9 +10,12 @@ import random
 import pytest
 import torch
 
-from score_core.rollout import prompt_ids, rollout_two_attempts
+from score_core.generation.rollout import prompt_ids, rollout_two_attempts
 from score_core.schema import Episode
-from score_core.trainer import Hyper, collate, episode_advantages, rl_minibatches, train_on_episodes
+from score_core.method.plan import Iteration
+from score_core.method.trainer import Hyper, collate, episode_advantages, rl_minibatches, train_on_episodes
+
+STAGE2 = Iteration("stage2", "stage2", alpha=10.0, beta1=0.01)
 
 def _seq_logp(model, context, continuation, temperature=1.0):
     """Oracle: Σ log softmax(z/T) of `continuation` after `context`, one plain forward."""
@@ -26,7 +29,7 @@ def _seq_logp(model, context, continuation, temperature=1.0):
 
 def _trainer_logp(model, tok, problems, eps, temperature=1.0):
     """The trainer's per-attempt sums Σ mask_i · log π(target) of `collate`d episodes."""
-    from score_core.losses import token_logprobs
+    from score_core.method.losses import token_logprobs
 
     batch = collate(tok, {p.problem_id: p for p in problems}, eps)
     targets = batch.get("targets", batch["input_ids"][:, 1:])
@@ -77,7 +80,7 @@ def test_the_sampled_stop_id_is_trained_not_the_tokenizer_eos(tiny, problems):
 
 
 def _hp(**kw):
-    base = dict(lr=1e-3, alpha=10.0, beta1=0.01, beta2=0.1, minibatch_prompts=3, micro_batch_episodes=4,
+    base = dict(lr=1e-3, minibatch_prompts=3, micro_batch_episodes=4,
                 epochs=1, max_grad_norm=1.0, seed=0)
     return Hyper(**{**base, **kw})
 
@@ -88,7 +91,7 @@ def _train(policy, ref, tok, problems, eps, hp, progress=None):
     acc = Accelerator(cpu=True)
     opt = torch.optim.Adam(policy.parameters(), lr=hp.lr)
     policy, opt = acc.prepare(policy, opt)
-    return train_on_episodes(policy, ref, tok, opt, acc, eps, {p.problem_id: p for p in problems}, "stage2", hp,
+    return train_on_episodes(policy, ref, tok, opt, acc, eps, {p.problem_id: p for p in problems}, STAGE2, hp,
                              progress=progress)
 
 
@@ -109,7 +112,7 @@ def test_first_minibatch_logprobs_match_the_rollouts(tiny, problems, temperature
     policy = copy.deepcopy(model)
     hist = _train(policy, model, tok, problems, eps, _hp(temperature=temperature, lr=1e-6))
     first = hist[0]
-    groups, _, _ = episode_advantages(eps, "stage2", 10.0)
+    groups, _, _ = episode_advantages(eps, STAGE2)
     step1 = rl_minibatches(groups, 3, 1, random.Random(0))[0]
     assert first["behaviour_tokens"] == sum(len(eps[i].logp1) + len(eps[i].logp2) for i in step1) > 0
     assert first["logp_absdiff_max"] < 1e-4, first
@@ -134,7 +137,7 @@ def test_later_minibatch_ratios_match_an_independent_recomputation(tiny, problem
     hist = _train(policy, model, tok, problems, eps, hp,
                   progress=lambda n: snapshots.append(copy.deepcopy(policy.state_dict())))
     assert len(hist) == 2
-    groups, _, _ = episode_advantages(eps, "stage2", hp.alpha)
+    groups, _, _ = episode_advantages(eps, STAGE2)
     step2 = rl_minibatches(groups, hp.minibatch_prompts, hp.epochs, random.Random(hp.seed))[1]
     after1 = copy.deepcopy(model)
     after1.load_state_dict(snapshots[0])
@@ -164,7 +167,7 @@ def test_later_minibatch_ratios_match_an_independent_recomputation(tiny, problem
 
 def test_strict_on_policy_takes_one_step_per_rollout_batch():
     from score_core.config import load_config
-    from score_core.steps import _hyper
+    from score_core.steps.train import hyper as _hyper
 
     cfg = load_config("configs/demo.yaml", {"train.strict_on_policy": True})
     assert cfg.steps_per_iteration == 1

@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from score_core.config import DebugBaseConfig, RolloutConfig
-from score_core.debug_model import build_model, build_tokenizer
-from score_core.decode import Generation, decode_turns
-from score_core.models import load_model, load_tokenizer
-from score_core.rollout import prompt_ids, rollout_two_attempts
-from score_core.synthetic import make_problems
-from score_core.vllm_engine import (VLLMEngine, VLLMUnavailable, build_engine, engine_args, sampling_args,
+from score_core.generation.debug_model import build_model, build_tokenizer
+from score_core.generation.decode import Generation, decode_turns
+from score_core.generation.models import load_model, load_tokenizer
+from score_core.generation.rollout import prompt_ids, rollout_two_attempts
+from score_core.problems.synthetic import make_problems
+from score_core.generation.vllm_engine import (VLLMEngine, VLLMUnavailable, build_engine, engine_args, sampling_args,
                                     to_generation)
-from score_core.vllm_server import EngineDied, RolloutServer, unavailable_reason
+from score_core.generation.vllm_server import EngineDied, RolloutServer, unavailable_reason
 
 
 def test_hf_is_the_default_and_builds_no_engine():
@@ -268,7 +268,7 @@ def test_new_full_weights_are_loaded_in_place(debug, server):
 def test_a_new_lora_adapter_is_a_new_request(debug):
     from peft import PeftModel
 
-    from score_core.models import add_lora
+    from score_core.generation.models import add_lora
 
     outs = []
     for i, scale in enumerate((0.5, 0.3), start=1):
@@ -298,7 +298,7 @@ def test_a_new_lora_adapter_is_a_new_request(debug):
 def test_a_died_engine_is_restarted_and_the_rollout_step_redone(debug, server, tmp_path):
     """Last in the module: it costs a second engine start."""
     from score_core.schema import write_problems
-    from score_core.steps import rollout_step
+    from score_core.steps.rollout import rollout_step
 
     problems_path = str(write_problems(debug.problems[:4], tmp_path / "problems.parquet"))
     out = tmp_path / "traces.parquet"
@@ -317,8 +317,8 @@ def test_a_died_engine_is_restarted_and_the_rollout_step_redone(debug, server, t
 
 @real
 def test_the_flow_keeps_one_server_per_run_and_restarts_a_dead_one(tmp_path):
-    """tasks.steps: the rollout task's server registry (no engine is built: only the server)."""
-    from tasks.steps import _VLLM_SERVERS, close_vllm_rollout_server, vllm_rollout_server
+    """tasks.pipeline_tasks: the rollout task's server registry (no engine is built: only the server)."""
+    from tasks.pipeline_tasks import _VLLM_SERVERS, close_vllm_rollout_server, vllm_rollout_server
 
     run = str(tmp_path)
     try:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from score_core.models import load_model, load_tokenizer
-from score_core.rollout import _eos_ids, rollout_two_attempts
+from score_core.generation.models import load_model, load_tokenizer
+from score_core.generation.rollout import eos_ids, rollout_two_attempts
 from score_core.schema import Problem
-from score_core.vllm_engine import VLLMEngine
-from score_core.vllm_server import RolloutServer, unavailable_reason
+from score_core.generation.vllm_engine import VLLMEngine
+from score_core.generation.vllm_server import RolloutServer, unavailable_reason
 from test_vllm_engine import LOGP_TOL, _key, _recompute
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct"
@@ -44,7 +44,7 @@ def smol(tmp_path_factory):
     problems = [Problem(f"q{i}", "gsm8k", "test", "math", q, a) for i, (q, a) in enumerate(QUESTIONS)]
     server = RolloutServer(log_path=str(tmp_path_factory.mktemp("vllm") / "server.log"))
     t0 = time.perf_counter()
-    engine = VLLMEngine(str(MODEL), _eos_ids(tok, hf), dtype="float32", seed=0, server=server, max_model_len=2048)
+    engine = VLLMEngine(str(MODEL), eos_ids(tok, hf), dtype="float32", seed=0, server=server, max_model_len=2048)
     print(f"\nSmolLM2 vLLM engine start {time.perf_counter() - t0:.1f} s")
     yield tok, hf, problems, engine
     engine.close()
