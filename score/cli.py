@@ -23,7 +23,8 @@ EPILOG = """examples:
 
 # shared with the other subcommands (score/common.py); the old private names stay importable
 from score.common import (  # noqa: E402
-    CODE_SOURCES, RUN_TOKEN, UsageError, check_sandbox_engine, guard_descendants, parse_set as _parse_set,
+    CODE_SOURCES, RUN_TOKEN, UsageError, check_own_packages, check_sandbox_engine, guard_descendants,
+    parse_set as _parse_set,
     quiet_prefect as _quiet_prefect,
 )
 
@@ -176,6 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     before = frozenset(_temporary_servers())  # a caller's server (e.g. tests) is not ours to stop
     try:
+        check_own_packages()
         return int(args.func(args) or 0)
     except (ConfigError, FileNotFoundError, ValueError, UsageError) as exc:
         # bad config, bad data, a missing engine: one line, last and alone (after Prefect's logs)

@@ -1,5 +1,6 @@
 """What every `score` command shares: `--set` parsing, Prefect's settings, the Docker engine
-check, and the watchdog that makes sure nothing a run started outlives it.
+check, the check that our generic package names are ours, and the watchdog that makes sure
+nothing a run started outlives it.
 
 The subcommand modules (`score.cli`, `score.ablate_cli`, `score.deploy`, `score.bench_cli`, …)
 import from here and never from each other, so the CLI has no import cycle."""
@@ -39,6 +40,26 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 class UsageError(RuntimeError):
     """Something outside the config the run needs and lacks (e.g. a Docker engine): the CLI
     prints it as its one `score: error:` line, exit 2."""
+
+
+OWN_PACKAGES = ("score_core", "tasks", "flows", "sandbox")  # generic top-level names (docs/ARCHITECTURE.md)
+
+
+def check_own_packages() -> None:
+    """`tasks`, `flows` and `sandbox` are generic top-level names: make sure each of ours is
+    the one Python finds (next to this `score/` package), not another distribution's that
+    shadows it — before any of them is imported."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    for name in OWN_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin is None or origin.parent != root / name:
+            raise UsageError(
+                f"the `{name}` package Python finds is {origin or 'missing'}, not score's ({root / name}): "
+                "another installed distribution uses the same top-level name; install score in its own "
+                "virtual environment (scripts/setup.sh makes .venv)")
 
 
 CODE_SOURCES = ("mbpp", "humaneval", "synth_code")  # graded in the Docker sandbox

@@ -3,6 +3,7 @@ neither at import time nor lazily inside a function."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,23 @@ def test_the_layer_check_catches_an_upward_import():
              "score_core.config": {"score_core.problems.rewards"}, "score_core.problems.rewards": set()}
     assert _upward_arrows(graph, g.layer) == ["score_core.config -> score_core.problems.rewards",
                                               "score_core.method.trainer -> score_core.tools.ablation"]
+
+
+def _score_metrics(tmp_path, pythonpath):
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    return subprocess.run([sys.executable, "-c", "import sys; from score.cli import main; sys.exit(main(sys.argv[1:]))",
+                           "metrics", str(tmp_path / "missing.parquet")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_shadowing_tasks_package_stops_every_command_with_one_line(tmp_path):
+    """Our generic top-level names (docs/ARCHITECTURE.md, "Package names"): another `tasks`
+    first on sys.path must be named, not silently imported."""
+    fake = tmp_path / "other_site"
+    (fake / "tasks").mkdir(parents=True)
+    (fake / "tasks" / "__init__.py").write_text("")
+    shadowed = _score_metrics(tmp_path, f"{fake}{os.pathsep}{REPO}")
+    assert shadowed.returncode == 2
+    assert "the `tasks` package Python finds is" in shadowed.stderr and str(fake / "tasks") in shadowed.stderr
+    ours = _score_metrics(tmp_path, str(REPO))  # the control: the same command, nothing shadowed
+    assert "package Python finds" not in ours.stderr and "missing.parquet" in ours.stderr, ours.stderr[-2000:]

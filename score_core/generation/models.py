@@ -48,7 +48,7 @@ def load_tokenizer(path: str) -> Any:
 def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> Any:
     """A causal LM from a hub name, a full checkpoint dir, or a LoRA adapter dir.
 
-    Precision rule (`model.dtype`; `steps.train_step` builds the training side from it):
+    Precision rule (`model.dtype`; `steps.train.train_step` builds the training side from it):
     `bfloat16` means bf16 *compute*, never bf16 master weights. Every weight the optimizer
     updates is held in float32, so Adam's moments are float32 too, and the bf16 forward
     comes from the Accelerator's `mixed_precision="bf16"` autocast. (In pure bf16 an Adam
