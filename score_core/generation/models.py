@@ -8,14 +8,16 @@ temporary sibling directory, then renamed, so a crash never leaves a half checkp
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import struct
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -73,7 +75,8 @@ def load_model(path: str, dtype: str = "float32", trainable: bool = False) -> An
         from peft import PeftModel
 
         base = AutoModelForCausalLM.from_pretrained(_adapter_base(path), dtype=torch_dtype)
-        model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
+        with _peft_reads_old_names():
+            model = PeftModel.from_pretrained(base, path, is_trainable=trainable)
         if trainable:
             _trainable_to_fp32(model)
     else:
@@ -89,9 +92,19 @@ def add_lora(model: Any, rank: int, alpha: int) -> Any:
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, cfg)
+    with _peft_reads_old_names():
+        peft_model = get_peft_model(model, cfg)
     _trainable_to_fp32(peft_model)
     return peft_model.train(True)
+
+
+@contextlib.contextmanager
+def _peft_reads_old_names() -> Iterator[None]:
+    """peft reads `model.is_gradient_checkpointing`, which transformers 5 renamed and warns
+    about on every LoRA load; silence exactly that warning, only around peft's calls."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _trainable_to_fp32(model: Any) -> None:
@@ -200,7 +213,7 @@ def checkpoint_problems(path: str | os.PathLike) -> list[str]:
     """Why the checkpoint at `path` cannot be loaded as it is ([] when it can): a config, the
     weights (every shard an index names), each safetensors file as long as its header says,
     and, when `save_checkpoint` wrote a manifest, every file with its recorded size and hash.
-    Directories without a manifest (the debug base, fetched models) get the structural checks."""
+    Directories without a manifest (fetched models, older runs) get the structural checks."""
     p = Path(path)
     if not p.is_dir():
         return [f"{p}: no such directory"]
