@@ -54,3 +54,19 @@ def test_launch_command_for_the_n_process_train_step():
     assert plain[plain.index("--num_processes") + 1] == "4" and plain[-3:] == ["score_core.steps.launch_train", "a.json", "r.json"]
     fsdp = launch_command("a.json", "r.json", 8, accelerate_config="configs/accelerate/fsdp.yaml")
     assert fsdp[fsdp.index("--config_file") + 1] == "configs/accelerate/fsdp.yaml" and "--multi_gpu" not in fsdp
+
+
+def test_the_plan_survives_the_launched_processes_json(tmp_path):
+    """`train.num_processes > 1`: the Iteration goes through the JSON argument file and
+    comes back equal (launch_train.main rebuilds it the same way)."""
+    import json
+
+    from score_core.config import load_config
+    from score_core.method.plan import Iteration, method_plan
+    from score_core.steps.launch_train import write_args
+
+    cfg = load_config("configs/demo.yaml")
+    plan = method_plan("score", cfg.train)[-1]
+    path = write_args(str(tmp_path / "args.json"), cfg, plan=plan, iteration=10)
+    raw = json.loads(open(path).read())
+    assert Iteration(**raw["plan"]) == plan and plan.alpha == cfg.train.alpha and raw["iteration"] == 10

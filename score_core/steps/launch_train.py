@@ -57,11 +57,13 @@ def main(args_json: str, result_json: str) -> None:
     from accelerate import PartialState
 
     from score_core.config import RunConfig
+    from score_core.method.plan import Iteration
     from score_core.schema import atomic_write_text
     from score_core.steps.train import train_step
 
     raw = json.loads(Path(args_json).read_text())
     cfg = RunConfig.model_validate(raw.pop("cfg"))
+    raw["plan"] = Iteration(**raw["plan"])
     result = train_step(cfg, **raw)
     if PartialState().is_main_process:
         atomic_write_text(json.dumps(result), Path(result_json))

@@ -22,10 +22,10 @@ from score_core.timing import phase
 
 def train_step(
     cfg: RunConfig, policy_dir: str, base_dir: str, traces_path: str, problems_path: str,
-    plan: Iteration | dict[str, Any], out_dir: str, iteration: int,
+    plan: Iteration, out_dir: str, iteration: int,
 ) -> dict[str, Any]:
-    """One iteration of training: `plan` (an `Iteration` of `method_plan`, or its `to_dict()`
-    from a JSON argument file) is the objective and its α, β1, β2; `cfg` says how to
+    """One iteration of training: `plan` (an `Iteration` of `method_plan`) is the objective
+    and its α, β1, β2; `cfg` says how to
     optimise. Saves a checkpoint (+ optimizer state) atomically.
 
     Precision (`model.dtype: bfloat16` = bf16 compute, fp32 master weights; built by
@@ -47,7 +47,7 @@ def train_step(
     with phase("parquet_io"):
         episodes = read_episodes(traces_path)
         problems = {p.problem_id: p for p in read_problems(problems_path)}
-    it = plan if isinstance(plan, Iteration) else Iteration(**plan)
+    it = plan
     hp = hyper(cfg, iteration)
     with phase("training"), bar(total=cfg.steps_per_iteration, desc=f"train {it.name} it{iteration}") as pb:
         history = train_on_episodes(policy, ref_model, tokenizer, optimizer, accelerator, episodes,
