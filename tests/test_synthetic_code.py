@@ -124,3 +124,31 @@ def test_debug_base_config_families():
         DebugBaseConfig(families=[])
     with pytest.raises(ValueError):
         DebugBaseConfig(families=["math"])
+
+
+class _CountingRunner:
+    """The real pool, recording every batch it is sent."""
+
+    def __init__(self, pool):
+        self.pool, self.batches = pool, []
+
+    def run_many(self, jobs):
+        self.batches.append(list(jobs))
+        return self.pool.run_many(jobs)
+
+
+def test_duplicate_programs_run_once_and_every_copy_gets_its_own_programs_result(pool):  # noqa: F811
+    (p, bad, good), (q, bad_q, good_q) = _flawed_and_correct(2)
+    pairs = [(p, bad, good), (p, bad, bad), (p, good, good), (q, bad_q, good_q), (q, good_q, bad_q),
+             (p, bad, good), (q, bad_q, "x=(")]
+    episodes = [Episode("r", "stage1", 1, pr.problem_id, i, y1, y2) for i, (pr, y1, y2) in enumerate(pairs)]
+    problems = {p.problem_id: p, q.problem_id: q}
+    runner = _CountingRunner(pool)
+    graded = grade_episodes(episodes, problems, code_runner=runner)
+    # oracle: each attempt graded alone, one program per sandbox call
+    alone = [tuple(grade_episodes([Episode("r", "stage1", 1, pr.problem_id, 0, y, y)], problems,
+                                  code_runner=pool)[0].reward1 for y in (y1, y2)) for pr, y1, y2 in pairs]
+    assert [(e.reward1, e.reward2) for e in graded] == alone
+    assert alone == [(0.0, 1.0), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.0, 1.0), (0.0, 0.0)]
+    (sent,) = runner.batches
+    assert len(sent) == len(set(sent)) == 4  # 4 distinct programs (2 problems × bad/good); "x=(" has no code

@@ -100,10 +100,16 @@ def grade_episodes(
     code_memory_mb: int = 512,
     progress: Optional[Callable[[int], None]] = None,
 ) -> list[Episode]:
-    """Fill reward1/reward2 (and their statuses) of every episode."""
+    """Fill reward1/reward2 (and their statuses) of every episode.
+
+    Identical code jobs (same program text, tests and limits) are run once and share the
+    result: at debug scale most samples repeat (k samples of a sharpened policy; y2 often
+    copies y1), so the sandbox runs each distinct program of the batch once. A program's
+    result is a function of its text and tests; a nondeterministic program's duplicates
+    share one draw (same expected reward).
+    """
     graded: dict[tuple[int, int], Reward] = {}
-    code_slots: list[tuple[int, int]] = []
-    code_jobs: list[CodeJob] = []
+    code_slots: dict[CodeJob, list[tuple[int, int]]] = {}
     for i, ep in enumerate(episodes):
         problem = problems[ep.problem_id]
         for turn, text in ((1, ep.attempt1), (2, ep.attempt2)):
@@ -120,16 +126,20 @@ def grade_episodes(
                 if progress:
                     progress(1)
                 continue
-            code_slots.append((i, turn))
-            code_jobs.append(CodeJob(program.code, program.tests, code_timeout_s, code_memory_mb,
-                                     program.entry_point))
-    if code_jobs:
+            job = CodeJob(program.code, program.tests, code_timeout_s, code_memory_mb, program.entry_point)
+            code_slots.setdefault(job, []).append((i, turn))
+    if code_slots:
         if code_runner is None:
             raise RuntimeError("code problems need a sandbox code runner (score sandbox build)")
-        for slot, result in zip(code_slots, code_runner.run_many(code_jobs)):
-            graded[slot] = reward_from_code_status(result.status)
+        jobs = list(code_slots)
+        results = code_runner.run_many(jobs)
+        if len(results) != len(jobs):
+            raise RuntimeError(f"code runner returned {len(results)} results for {len(jobs)} jobs")
+        for job, result in zip(jobs, results):
+            for slot in code_slots[job]:
+                graded[slot] = reward_from_code_status(result.status)
         if progress:
-            progress(len(code_jobs))
+            progress(sum(len(slots) for slots in code_slots.values()))
     return [
         dataclasses.replace(
             ep,
