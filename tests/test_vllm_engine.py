@@ -266,8 +266,6 @@ def test_new_full_weights_are_loaded_in_place(debug, server):
 
 @real
 def test_a_new_lora_adapter_is_a_new_request(debug):
-    from peft import PeftModel
-
     from score_core.generation.models import add_lora
 
     outs = []
@@ -284,7 +282,7 @@ def test_a_new_lora_adapter_is_a_new_request(debug):
         assert cfg["base_model_name_or_path"] == debug.base
         synced = debug.engine.load(str(path))
         assert synced["adapter_id"] == i and not synced["weights_loaded"]
-        hf = PeftModel.from_pretrained(load_model(debug.base, "float32"), str(path)).eval()
+        hf = load_model(str(path), "float32")  # the HF base + the adapter (peft), eval mode
         want = rollout_two_attempts(hf, debug.tok, debug.problems, **ROLL)
         got = rollout_two_attempts(None, debug.tok, debug.problems, engine=debug.engine, **ROLL)
         assert _key(got) == _key(want)
