@@ -184,9 +184,9 @@ class OrchestrationConfig(_Strict):
                                    "with jitter.")
 
 
-METHODS = ("base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_turn_rl",
+METHODS = ("base", "self_refine", "star", "star_base", "pair_sft", "single_turn_rl", "multi_turn_rl",
            "no_stage1", "no_shaping", "score")  # what each one trains: score_core/method/plan.py
-Method = Literal["base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_turn_rl",
+Method = Literal["base", "self_refine", "star", "star_base", "pair_sft", "single_turn_rl", "multi_turn_rl",
                  "no_stage1", "no_shaping", "score"]
 
 
@@ -195,7 +195,7 @@ class RunConfig(_Strict):
     run_dir: Optional[str] = Field(None, description="Where everything is written. Default runs/<name>.")
     method: Method = Field(
         "score", description="What to train: score, or a baseline/ablation of the paper "
-        "(base, self_refine, star, pair_sft, single_turn_rl, multi_turn_rl, no_stage1, no_shaping); "
+        "(base, self_refine, star, star_base, pair_sft, single_turn_rl, multi_turn_rl, no_stage1, no_shaping); "
         "see score_core/method/plan.py. Every trained method gets len(train.schedule) iterations.")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -214,7 +214,7 @@ def _code_runner(cfg: RunConfig, problems_path: str) -> Optional[Any]:
 def train(cfg: RunConfig, run_dir: str, policy_dir: str, base_dir: str, traces_path: str,
           problems_path: str, plan: Iteration, iteration: int) -> dict[str, Any]:
     """One training iteration → a save_pretrained checkpoint. `plan` (method/plan.py) is the
-    objective with its α, β1, β2; `plan.name` (stage1, stage2, single_turn, star, pair_sft)
+    objective with its α, β1, β2; `plan.name` (stage1, stage2, single_turn, star, star_base, pair_sft)
     names the checkpoint. Starts from `policy_dir`, the last complete checkpoint (weights +
     Adam state)."""
     stage = plan.name

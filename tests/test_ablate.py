@@ -8,7 +8,7 @@ import pytest
 from score_core.schema import read_episodes
 
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
-METHODS = ["base", "self_refine", "star", "pair_sft", "single_turn_rl", "multi_turn_rl", "no_stage1",
+METHODS = ["base", "self_refine", "star", "star_base", "pair_sft", "single_turn_rl", "multi_turn_rl", "no_stage1",
            "no_shaping", "score"]
 
 
@@ -39,7 +39,7 @@ def test_cells_ran_their_own_method_with_equal_budgets(ablation):
     out, _ = ablation
     run = out / "run" / "cells" / "debug-seed0"
     sizes = {}
-    for method in ("star", "pair_sft", "single_turn_rl", "multi_turn_rl", "score"):
+    for method in ("star", "star_base", "pair_sft", "single_turn_rl", "multi_turn_rl", "score"):
         ckpts = sorted(p.name for p in (run / f"{method}-seed0" / "checkpoints").iterdir() if p.is_dir())
         assert len([c for c in ckpts if c.startswith("it")]) == 2, (method, ckpts)
         rollouts = sorted((run / f"{method}-seed0" / "traces").glob("rollout_*_it00?.parquet"))

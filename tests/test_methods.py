@@ -35,6 +35,8 @@ def test_plans_match_the_paper_ablations():
     star, pair = method_plan("star", TRAIN)[0], method_plan("pair_sft", TRAIN)[0]
     assert (star.objective, star.sft_data, star.sample_from) == ("sft_both", "star", "policy")
     assert (pair.objective, pair.sft_data, pair.sample_from) == ("sft_turn2", "pair", "base")
+    star_base = method_plan("star_base", TRAIN)[0]  # the paper's STaR: D⁺ from the base's traces
+    assert (star_base.objective, star_base.sft_data, star_base.sample_from) == ("sft_both", "star", "base")
     with pytest.raises(ValueError, match="unknown method"):
         method_plan("ppo", TRAIN)
 

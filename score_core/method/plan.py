@@ -8,6 +8,8 @@ training iterations, each carrying everything its objective needs.
 | base            | none (the base model, evaluated)                         | —         |
 | self_refine     | none (prompting only: critique, then refine)             | —         |
 | star            | n × (sample with the current policy, keep D⁺, SFT)       | y1 and y2 |
+| star_base       | n × (sample with the *base*, keep D⁺, SFT): the paper's  | y1 and y2 |
+|                 | Table 3 STaR row (D⁺ from the base model's traces)       |           |
 | pair_sft        | n × (sample with the *base*, pair wrong→right, SFT)      | y2 only   |
 | single_turn_rl  | n × REINFORCE on r1 only (attempt 2 is not trained)      | y1        |
 | multi_turn_rl   | n × Stage II with α = 0 (no Stage I, no shaping)         | y1, y2    |
@@ -105,6 +107,8 @@ def method_plan(method: str, train: TrainConfig) -> list[Iteration]:
         return [Iteration("single_turn", "single_turn", beta1=b1)] * n
     if method == "star":
         return [Iteration("star", "sft_both", sft_data="star")] * n
+    if method == "star_base":
+        return [Iteration("star_base", "sft_both", sft_data="star", sample_from="base")] * n
     if method == "pair_sft":
         return [Iteration("pair_sft", "sft_turn2", sft_data="pair", sample_from="base")] * n
     raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")

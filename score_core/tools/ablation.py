@@ -166,7 +166,7 @@ def goal_checks(rows: Sequence[dict[str, Any]], base: str,
     out.append((f"SCoRe has the highest Acc@t2 (highest: {best['method']})", best["method"] == "score"))
     lo = boot["score"]["delta"].lo if boot else _lo_hi(by["score"]["delta_t1_t2"])[0]
     out.append(("SCoRe's Δ(t1,t2) interval excludes 0 (lies above it)", lo > 0))
-    for other in ("multi_turn_rl", "star", "pair_sft"):
+    for other in ("multi_turn_rl", "star", "star_base", "pair_sft"):
         text = f"SCoRe's Δ lies above {other}'s (paired interval of the difference > 0)" if boot \
             else f"SCoRe's Δ interval lies above {other}'s"
         if other not in by:
