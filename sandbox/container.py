@@ -3,7 +3,9 @@
 The host talks to the driver over the attached stdin/stdout of one `docker exec` (Docker's
 multiplexed stream: 8-byte frame header, then payload). A slot runs one program at a time.
 Anything unexpected on that channel (EOF, a missing or oversized reply, a deadline passed)
-raises `SlotBroken`; the pool then replaces the container.
+raises `SlotBroken`; the pool then replaces the container. When the channel closes for any
+reason (the pool closed the slot, or its owner died: kill -9, a cancelled flow run) the driver
+stops the container, which was started with auto_remove: nothing is left running on the host.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ class Slot:
         mem = f"{lim.memory_mb + lim.tmpfs_mb + 128}m"
         self.container = self.client.containers.run(
             self.image, ["sleep", "infinity"], detach=True, init=True,
+            auto_remove=True,  # removed once stopped: the driver stops it when its stdin ends
             name=f"score-sandbox-{self.pool_id}-{self.uid}-{uuid.uuid4().hex[:6]}",
             network_mode="none", read_only=True, ipc_mode="none",
             tmpfs={"/tmp": f"rw,size={lim.tmpfs_mb}m,mode=1777,nosuid,nodev,noexec"},

@@ -312,6 +312,12 @@ def main():
         if cleaner is not None:
             trigger(cleaner)  # runs while the reply travels; the next program waits for it
             previous[0] = cleaner
+    # stdin ended: the pool closed this slot, or its owner died (kill -9, a cancelled flow
+    # run). Stop the container: PID 1 (docker-init) forwards SIGTERM to `sleep` and exits;
+    # the container was started with auto_remove, so nothing is left behind on the host.
+    if previous[0] is not None:
+        reap(previous[0])
+    os.kill(1, signal.SIGTERM)
 
 
 main()

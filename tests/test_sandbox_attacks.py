@@ -285,3 +285,42 @@ def test_wedged_driver_is_replaced():
         assert r.status == "passed" and time.monotonic() - t0 < 15, r
         assert p.stats["slot_restarts"] == 1 and p.stats["retries"] == 1
         assert_healthy(p)
+
+
+OWNER = """
+import json, sys, time
+from sandbox import SandboxPool
+pool = SandboxPool(slots=2, progress=False)
+assert pool.run("print('ok')").status == "passed"
+print(json.dumps([slot.container.name for slot in pool.slots]), flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_owner_leaves_no_container_behind():
+    """kill -9 of the process that owns a pool (a crashed or cancelled flow run): its
+    containers stop and remove themselves; nothing piles up across retries."""
+    import json
+    import subprocess
+    import sys
+
+    import docker
+    from sandbox_fixtures import REPO, docker_ready
+
+    docker_ready()
+    client = docker.from_env()
+
+    def alive(names):
+        return [n for n in names if client.containers.list(all=True, filters={"name": n})]
+
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        names = json.loads(owner.stdout.readline())
+        assert len(names) == 2 and alive(names) == names
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while alive(names) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert alive(names) == [], "containers of a killed pool owner are still there"
