@@ -315,9 +315,11 @@ def main():
     # stdin ended: the pool closed this slot, or its owner died (kill -9, a cancelled flow
     # run). Stop the container: PID 1 (docker-init) forwards SIGTERM to `sleep` and exits;
     # the container was started with auto_remove, so nothing is left behind on the host.
-    if previous[0] is not None:
-        reap(previous[0])
-    os.kill(1, signal.SIGTERM)
+    try:
+        if previous[0] is not None:
+            reap(previous[0])
+    finally:  # the container stops even if the last clean-up cannot be reaped
+        os.kill(1, signal.SIGTERM)
 
 
 main()
