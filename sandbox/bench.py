@@ -1,11 +1,14 @@
-"""`score bench sandbox`: HumanEval canonical programs three ways, in one run.
+"""`score bench sandbox`: HumanEval canonical programs four ways, in one run.
 
 1. pool     — `SandboxPool` (long-lived containers, one driver each), full isolation, the
-   harness (solution and tests compiled separately, completion proof checked);
-2. host     — plain `python3 -I` subprocesses on the host running solution + tests as one
+   harness (solution and tests compiled separately, completion proof checked), each program
+   in a fork of the warm driver (the default);
+2. pool, new python3 — the same pool with `SlotLimits(fresh_interpreter=True)`: one new
+   `python3 -I` per program (the path before the warm start; the baseline for its gain);
+3. host     — plain `python3 -I` subprocesses on the host running solution + tests as one
    script, exit status only: no isolation, no proof (the speed target);
-3. docker-run — one `docker run` per program with the same limits (the naive sandbox).
-All three use the same concurrency (slots) and timeout. Container start-up of the pool is
+4. docker-run — one `docker run` per program with the same limits (the naive sandbox).
+All four use the same concurrency (slots) and timeout. Container start-up of the pool is
 timed separately; throughput counts only the programs. Timings on a shared machine are
 noisy: compare the ratios within one run. CPU per program (host: the subprocesses' rusage;
 pool: the containers' cgroup CPU, i.e. driver + programs + clean-up) is the load-robust
@@ -120,50 +123,59 @@ def _total(rounds: list[dict]) -> dict:
 
 def run_bench(programs: Sequence, slots: int, timeout_s: float, image: str, skip_docker_run: bool,
               host_python: str, rounds: int = 3) -> dict:
-    """Host and pool alternate (ABBA…) over `rounds` passes so load drift hits both alike;
-    docker run goes once at the end (it is ~10x slower)."""
+    """Host, pool and pool with a new python3 per program take turns (the order rotates each
+    round) over `rounds` passes so load drift hits all alike; docker run goes once at the end
+    (it is ~10x slower)."""
+    from .container import SlotLimits
     from .pool import SandboxPool
 
     # programs: objects with .code, .tests, .entry_point (the CLI builds HumanEval's)
     report: dict = {"programs": len(programs), "rounds": rounds, "slots": slots,
                     "timeout_s": timeout_s, "cpus": os.cpu_count(), "image": image,
                     "host_python": host_python, "load_avg_1m_before": round(os.getloadavg()[0], 2)}
-    host_runs, pool_runs = [], []
+    runs: dict = {"host": [], "pool": [], "pool_fresh": []}
     t0 = time.perf_counter()
-    with SandboxPool(slots=slots, image=image, progress=False) as pool:
+    with SandboxPool(slots=slots, image=image, progress=False) as pool, \
+            SandboxPool(slots=slots, image=image, progress=False,
+                        limits=SlotLimits(fresh_interpreter=True)) as pool_fresh:
         startup = time.perf_counter() - t0
+        order = ["host", "pool", "pool_fresh"]
         for r in range(rounds):
-            for which in (("host", "pool") if r % 2 == 0 else ("pool", "host")):
+            for which in order[r % 3:] + order[:r % 3]:
                 if which == "host":
                     c0 = _children_cpu_s()
                     x = _timed(lambda p: _host_one(host_python, p, timeout_s), programs, slots)
-                    host_runs.append({**x, "cpu_s": _children_cpu_s() - c0})
+                    runs["host"].append({**x, "cpu_s": _children_cpu_s() - c0})
                 else:
-                    pool_runs.append(_pool_round(pool, programs, timeout_s))
+                    runs[which].append(_pool_round(pool if which == "pool" else pool_fresh, programs, timeout_s))
         stats = dict(pool.stats)
-    report["host"] = _total(host_runs)
-    report["pool"] = {**_total(pool_runs), "startup_s": round(startup, 3), "stats": stats}
+    report["host"] = _total(runs["host"])
+    report["pool"] = {**_total(runs["pool"]), "startup_s": round(startup, 3), "stats": stats}
+    report["pool_fresh"] = _total(runs["pool_fresh"])
     report["pool_vs_host_per_round"] = [
-        round(h["seconds"] / p["seconds"], 3) for h, p in zip(host_runs, pool_runs)]
+        round(h["seconds"] / p["seconds"], 3) for h, p in zip(runs["host"], runs["pool"])]
+    report["pool_vs_pool_fresh_per_round"] = [
+        round(f["seconds"] / p["seconds"], 3) for f, p in zip(runs["pool_fresh"], runs["pool"])]
     if not skip_docker_run:
         import docker
 
         client = docker.from_env(timeout=120)
         report["docker_run"] = _timed(lambda p: _docker_run_one(client, image, p, timeout_s),
                                       programs, slots)
-    report["pool_vs_host"] = round(report["pool"]["programs_per_s"] / report["host"]["programs_per_s"], 3)
-    if "docker_run" in report:
-        report["pool_vs_docker_run"] = round(
-            report["pool"]["programs_per_s"] / report["docker_run"]["programs_per_s"], 3)
+    for other in ("host", "pool_fresh", "docker_run"):
+        if other in report:
+            report[f"pool_vs_{other}"] = round(
+                report["pool"]["programs_per_s"] / report[other]["programs_per_s"], 3)
     return report
 
 
 def format_report(r: dict) -> str:
     lines = [f"HumanEval canonical programs: {r['programs']} x {r['rounds']} rounds (host and pool "
-             f"alternating; docker run once), slots/workers: {r['slots']}, "
+             f"and pool with a new python3 per program rotating; docker run once), slots/workers: {r['slots']}, "
              f"cpus: {r['cpus']}, image: {r['image']}",
              f"host python: {r['host_python']}, 1-min load average before: {r['load_avg_1m_before']}"]
     for key, label in (("host", "host subprocess (no isolation)"), ("pool", "sandbox pool"),
+                       ("pool_fresh", "sandbox pool, new python3 each"),
                        ("docker_run", "docker run per program")):
         if key in r:
             x = r[key]
@@ -171,9 +183,11 @@ def format_report(r: dict) -> str:
             lines.append(f"  {label:32s} {x['programs_per_s']:7.2f} programs/s  "
                          f"({x['seconds']:.2f} s, {x['passed']}/{x['n']} passed"
                          + (f", {cpu:.1f} ms CPU/program" if cpu else "") + ")")
-    lines.append(f"  pool start-up (not counted above): {r['pool']['startup_s']:.2f} s")
+    lines.append(f"  pool start-up, both pools (not counted above): {r['pool']['startup_s']:.2f} s")
     lines.append(f"  pool / host       = {r['pool_vs_host']:.3f}x  (goal >= 0.9x); per round: "
                  f"{r['pool_vs_host_per_round']}")
+    lines.append(f"  pool / pool with a new python3 each = {r['pool_vs_pool_fresh']:.3f}x  (the warm start's "
+                 f"gain); per round: {r['pool_vs_pool_fresh_per_round']}")
     if "pool_vs_docker_run" in r:
         lines.append(f"  pool / docker run = {r['pool_vs_docker_run']:.3f}x")
     return "\n".join(lines)

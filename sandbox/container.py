@@ -26,9 +26,12 @@ LABEL = "org.score.sandbox.pool"
 _HERE = Path(__file__).resolve().parent
 # The driver is one program text (sent as -c, nothing is installed in the image): the parts
 # define, driver.py last uses their names and calls main(). See `_join_driver`.
-DRIVER_PARTS = ("driver_proof.py", "driver_cleanup.py", "driver.py")
+DRIVER_PARTS = ("driver_proof.py", "driver_cleanup.py", "driver_fork.py", "driver.py")
 _HARNESS_TEXT = (_HERE / "harness.py").read_text()
 HARNESS_SOURCE = _HARNESS_TEXT[_HARNESS_TEXT.index("\ndef _harness"):]  # sent as -c: no module docstring
+# What the harness imports: the driver imports them once and forks each program from there.
+HARNESS_IMPORTS = sorted({alias.name for node in ast.walk(ast.parse(HARNESS_SOURCE))
+                          if isinstance(node, ast.Import) for alias in node.names})
 CLEANER_UID_OFFSET = 2_000_000  # the clean-up runs with real uid = program uid + this
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # the driver's replies are a few kB; more means trouble
 
@@ -75,6 +78,9 @@ class SlotLimits:
     fsize_mb: int = 16  # RLIMIT_FSIZE per file
     max_output_bytes: int = 1_000_000  # stdout+stderr beyond this -> output_exceeded
     return_bytes: int = 8_000  # head and tail of each stream sent back to the host
+    # False (default): each program runs in a fork of the warm driver (sandbox/driver_fork.py);
+    # True: a new python3 per program (≈ 45–60 ms more CPU each; for comparison and debugging)
+    fresh_interpreter: bool = False
 
 
 class Slot:
@@ -108,7 +114,8 @@ class Slot:
         )
         config = {"uid": self.uid, "cleaner_uid": self.uid + CLEANER_UID_OFFSET, "max_output_bytes": lim.max_output_bytes, "nproc": lim.nproc,
                   "return_bytes": lim.return_bytes, "fsize": lim.fsize_mb * 1024 * 1024,
-                  "harness": HARNESS_SOURCE}
+                  "harness": HARNESS_SOURCE, "preload": HARNESS_IMPORTS,
+                  "fresh_interpreter": lim.fresh_interpreter}
         api = self.client.api
         exec_id = api.exec_create(self.container.id, ["python3", "-I", "-c", DRIVER_SOURCE,
                                                       json.dumps(config)],

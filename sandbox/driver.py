@@ -2,14 +2,16 @@
 
 Sent into the container as `python3 -I -c <text>` by `sandbox.container` and run as root
 with only CAP_SETUID/CAP_SETGID. The text is `sandbox.container.DRIVER_PARTS` joined in order:
-`driver_proof.py` (secret, decoys, proof pipe: `draw_secrets`, `pipe_holding`,
+`driver_proof.py` (secret, decoys, proof pipe: `draw_numbers`, `fill_secret_pipes`,
 `proof_verdict`, `read_now`, `PROOF_CAP`), `driver_cleanup.py` (the per-program clean-up:
-`start_cleaner`, `trigger`, `untriggered`, `reap`), then this file, which uses their names
+`start_cleaner`, `trigger`, `untriggered`, `reap`), `driver_fork.py` (the warm start:
+`preload`, `run_harness_here`), then this file, which uses their names
 without importing them (nothing is installed in the image) and calls `main()` last.
 It reads one JSON job per line on stdin ({id, code, tests, entry_point, timeout_s,
 memory_mb}) and writes one JSON result per line on stdout; nothing else ever touches its
-stdin/stdout. Each job runs in a fresh `python3 -I -c <harness>`
-process (`sandbox/harness.py`) that is:
+stdin/stdout. Each job runs the harness (`sandbox/harness.py`) in a process forked from
+this driver (the warm start, `driver_fork.py`: it looks like a new `python3 -I -c <harness>`;
+config `fresh_interpreter` execs a new python3 instead) that is:
 - given the solution and the tests as two texts in an anonymous memfd (no file on disk, no
   argv size limit), stdin = /dev/null; the harness compiles and runs them separately;
 - run as the slot's uid UID (never root, never the uid of PID 1 or of this driver), in its own
@@ -24,12 +26,13 @@ signal every UID process and delete UID's files, while no UID process may signal
 it (the kernel compares against its real/saved uid). It is forked, as root, while the program
 runs; for a program that exited by itself the reply goes out first and the clean-up runs in
 the background — the next program's process waits (as root) for it to exit before it drops
-to UID and execs, so no leftover of one program ever meets the next.
+to UID and starts, so no leftover of one program ever meets the next.
 
 What `passed` means — the completion proof (threat model: the solution is written by a
 policy that searches for any way to be scored `passed`):
-- Per job the driver draws a secret from os.urandom (here, inside the container, never sent
-  to the host nor written into the program text, argv or environment) and puts it in a pipe
+- Per job the driver draws a secret from os.urandom (here, inside the container, after
+  forking the program's process, never sent to the host nor written into the program text,
+  argv, environment or the program's memory) and puts it in a pipe
   whose read end the harness inherits at a random fd number; the write end is closed. More
   pipes at random numbers hold decoy secrets. The harness gets a proof pipe (random number
   too) that only this driver reads.
@@ -71,6 +74,11 @@ HARNESS = CONFIG["harness"]  # sandbox/harness.py: runs solution + tests, then w
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+if CONFIG.get("fresh_interpreter"):  # one new python3 per program (the slower, older path)
+    HARNESS_CODE = FRESH_MODULES = None
+else:  # the warm start (driver_fork.py): programs run in forks of this process
+    HARNESS_CODE = compile(HARNESS, "<string>", "exec")  # the name `python3 -c` gives it
+    FRESH_MODULES = preload(CONFIG["preload"], PYTHON, ENV)
 
 
 def child_setup(job, wait_fd):
@@ -93,19 +101,20 @@ def child_setup(job, wait_fd):
 
 
 def spawn(job, wait_fd):
-    """fork + exec the harness without waiting for the exec (no round trip on the critical
-    path). A set-up failure is written to a close-on-exec pipe the program never sees.
-    Returns (pid, stdout, stderr, set-up failure, proof read end, secret, secret read end,
+    """fork the program's process and start the harness in it without waiting (no round trip
+    on the critical path): run in the fork itself (`run_harness_here`) or, with
+    `fresh_interpreter`, exec'd as a new python3. A set-up failure is written to a pipe the
+    program never sees. The secret and decoys are drawn after the fork. Returns (pid,
+    stdout, stderr, set-up failure, proof read end, secret, secret read end,
     [(decoy read end, decoy)])."""
     code = job["code"].encode("utf-8", "surrogatepass")
     tests = job["tests"].encode("utf-8", "surrogatepass")
-    secret, decoys, secret_no, proof_no, decoy_nos = draw_secrets()
+    secret_no, proof_no, decoy_nos = draw_numbers()
     entry = str(job.get("entry_point") or "")
     memfd = os.memfd_create("job", 0)
     os.write(memfd, f"{secret_no} {proof_no} {len(code)} {entry}\n".encode() + code + tests)
     os.lseek(memfd, 0, os.SEEK_SET)
-    secret_r = pipe_holding(secret)
-    decoy_rs = [pipe_holding(d) for d in decoys]
+    secret_pipes = [os.pipe() for _ in range(1 + len(decoy_nos))]  # [secret, *decoys], empty yet
     proof_r, proof_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -117,8 +126,8 @@ def spawn(job, wait_fd):
             if wait_fd is not None:
                 wait_fd = os.dup2(wait_fd, 1001, inheritable=False)
             null = os.open("/dev/null", os.O_RDONLY)
-            moves = [(null, 0), (out_w, 1), (err_w, 2), (memfd, 3), (secret_r, secret_no),
-                     (proof_w, proof_no)] + list(zip(decoy_rs, decoy_nos))
+            moves = [(null, 0), (out_w, 1), (err_w, 2), (memfd, 3), (proof_w, proof_no)] + [
+                (r, no) for (r, _), no in zip(secret_pipes, [secret_no] + decoy_nos)]
             staged = [(os.dup2(src, 1100 + i, inheritable=False), dst) for i, (src, dst) in enumerate(moves)]
             for src, dst in staged:  # two steps: a source number may be another's target
                 os.dup2(src, dst)
@@ -126,16 +135,20 @@ def spawn(job, wait_fd):
             for dst in sorted(dst for _, dst in moves if dst >= 3):
                 os.closerange(low, dst)
                 low = dst + 1
-            os.closerange(low, 1000)
+            os.closerange(low, 1000)  # the secret pipes' write ends too
             os.closerange(1002, 65536)
             child_setup(job, wait_fd)
-            os.execve(PYTHON, [PYTHON, "-I", "-c", HARNESS], ENV)
+            if HARNESS_CODE is None:
+                os.execve(PYTHON, [PYTHON, "-I", "-c", HARNESS], ENV)
+            run_harness_here(HARNESS_CODE, FRESH_MODULES, ENV, [fd for fd in (fail_w, wait_fd) if fd is not None])
         except BaseException as exc:
             os.write(fail_w, repr(exc).encode()[:2000])
         finally:
             os._exit(127)
     for fd in (memfd, out_w, err_w, fail_w, proof_w):
         os.close(fd)
+    secret, *decoys = fill_secret_pipes([w for _, w in secret_pipes])
+    secret_r, decoy_rs = secret_pipes[0][0], [r for r, _ in secret_pipes[1:]]
     return pid, out_r, err_r, fail_r, proof_r, secret, secret_r, list(zip(decoy_rs, decoys))
 
 

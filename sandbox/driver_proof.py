@@ -10,8 +10,9 @@ completion — sys.exit / os._exit / SystemExit / an atexit hook / a signal hand
 before, inside or instead of the tests; printing something that looks like a proof (stdout
 is not the proof channel); reading every fd it finds to get at the secret. How:
 - per program a secret is drawn from os.urandom, here in the container (never sent to the
-  host nor written into the program text, argv or environment), and put in a pipe whose
-  write end is closed; the harness inherits the read end at a random fd number;
+  host nor written into the program text, argv or environment), after the program's process
+  was forked (never in its memory), and put in a pipe whose write end is then closed; the
+  harness inherits the read end at a random fd number;
 - N_DECOYS more pipes at random numbers hold decoy secrets (a blind fd reader trips one);
 - the proof pipe (a random number too) is read only by the driver; the harness moves the
   secret there only after `exec(tests)` returned normally;
@@ -26,21 +27,23 @@ N_DECOYS = 14  # decoy secret pipes per program (a blind fd reader trips one)
 PROOF_CAP = 256  # bytes of the proof pipe kept; the proof is 5 + 32
 
 
-def draw_secrets():
-    """(secret, [decoy], secret fd number, proof fd number, [decoy fd number]), all fresh
-    from os.urandom: fd numbers are distinct, in 10..249."""
-    secret = os.urandom(16).hex().encode()
-    decoys = [os.urandom(16).hex().encode() for _ in range(N_DECOYS)]
+def draw_numbers():
+    """(secret fd number, proof fd number, [decoy fd number]), fresh from os.urandom:
+    distinct, in 10..249."""
     numbers = random.SystemRandom().sample(range(10, 250), 2 + N_DECOYS)
-    return secret, decoys, numbers[0], numbers[1], numbers[2:]
+    return numbers[0], numbers[1], numbers[2:]
 
 
-def pipe_holding(data):
-    """A pipe holding `data`, write end closed: (read end,)."""
-    r, w = os.pipe()
-    os.write(w, data)
-    os.close(w)
-    return r
+def fill_secret_pipes(write_ends):
+    """Draw one secret per pipe from os.urandom, write it, close the write end: [secret].
+    The driver calls this after forking the program's process, so that process never holds
+    a secret in its memory (it can only read the pipe it was given)."""
+    secrets = []
+    for w in write_ends:
+        secrets.append(os.urandom(16).hex().encode())
+        os.write(w, secrets[-1])
+        os.close(w)
+    return secrets
 
 
 def proof_verdict(proof, secret, secret_r, decoys):

@@ -33,7 +33,7 @@ def bench_sandbox(args: argparse.Namespace) -> int:
     report = run_bench(humaneval_programs(Path(args.data)), args.slots or os.cpu_count() or 1, args.timeout,
                        args.image, args.skip_docker_run, args.host_python, args.rounds)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
-    ok = all(report[k]["passed"] == report[k]["n"] for k in ("host", "pool", "docker_run") if k in report)
+    ok = all(report[k]["passed"] == report[k]["n"] for k in ("host", "pool", "pool_fresh", "docker_run") if k in report)
     if not ok:
         print("bench sandbox: not every canonical program passed", file=sys.stderr)
     return 0 if ok else 1
