@@ -63,11 +63,12 @@ def run_cell(config_path: str, overrides: dict[str, Any], base_name: str, base_d
     cell = {**overrides, "model.path": base_dir, "method": method, "train.seed": seed,
             "name": f"ablate-{base_name}-{method}-s{seed}", "eval.every_iteration": False,
             "eval.base": method in DETERMINISTIC}
+    t0 = time.perf_counter()
     result = score_pipeline.with_options(flow_run_name=f"{base_name}/{method}/seed{seed}")(
         config_path=config_path, overrides=cell, run_dir=run_dir)
     final = result["evals"][-1]
     return {"base": base_name, "method": method, "seed": seed, "run_dir": run_dir, "eval_path": final["path"],
-            "metrics": {k: final[k] for k in TABLE_KEYS if k in final}}
+            "metrics": {k: final[k] for k in TABLE_KEYS if k in final}, "wall_s": time.perf_counter() - t0}
 
 
 @flow(name="score_ablate", log_prints=True)
@@ -95,6 +96,7 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
         futures = [runner.submit(run_cell, {"config_path": config_path, "overrides": overrides, "base_name": name,
                                             "base_dir": path, "method": m, "seed": s, "out_dir": out_dir})
                    for name, path, m, s in cells]
+        _report_progress(futures, [c[2] for c in cells], len(cfg.train.schedule), workers)
         results = [f.result() for f in futures]
     rows = sorted(summarise(results), key=lambda r: (list(bases).index(r["base"]), methods.index(r["method"])))
     previous = _previous_meta(out_dir)
@@ -105,6 +107,25 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
             "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
             "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
     return _write_outputs(out_dir, results, rows, meta, results_md)
+
+
+def _report_progress(futures: list[Any], methods: list[str], n_iterations: int, workers: int) -> None:
+    """As each cell finishes: one line (cells done, its Acc@t1 → Acc@t2, ≈ time left) in the
+    log and on the flow run's progress card in the UI. A failed cell is left to `.result()`."""
+    from prefect.futures import as_completed
+    from score_core.tools.ablation_progress import AblationProgress, cell_units
+    from tasks.progress import ProgressCard
+
+    units = {id(f): cell_units(n_iterations, m not in DETERMINISTIC) for f, m in zip(futures, methods)}
+    tracker = AblationProgress(total_units=sum(units.values()), n_cells=len(futures), workers=workers)
+    card = ProgressCard(f"**score ablate**: 0/{len(futures)} cells")
+    for future in as_completed(futures):
+        if future.state.is_failed():
+            continue
+        cell = future.result()
+        label = f"{cell['base']}/{cell['method']}/seed{cell['seed']}"
+        print(tracker.finish(label, units[id(future)], cell.get("wall_s", 0.0), cell["metrics"]))
+        card.update(100 * tracker.fraction, tracker.markdown())
 
 
 def _previous_meta(out_dir: str) -> dict[str, Any]:

@@ -80,14 +80,39 @@ class _Poller:
         self.shown = pct
 
     def _send(self, pct: float, description: str) -> None:
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.actions import ArtifactUpdate
+        _update_artifact(self.artifact_id, pct, description)
 
+
+def _update_artifact(artifact_id: Any, pct: float, description: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_artifact(artifact_id, ArtifactUpdate(data=pct, description=description))
+    except Exception:  # the UI is a convenience: never fail a run for it
+        pass
+
+
+class ProgressCard:
+    """A progress artifact of the current flow or task run, set by hand (`score ablate`'s
+    cells); does nothing outside a run or when the API refuses."""
+
+    def __init__(self, description: str) -> None:
+        from prefect.artifacts import create_progress_artifact
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        self.artifact_id = None
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return
         try:
-            with get_client(sync_client=True) as client:
-                client.update_artifact(self.artifact_id, ArtifactUpdate(data=pct, description=description))
+            self.artifact_id = create_progress_artifact(0.0, description=description)
         except Exception:
-            pass
+            self.artifact_id = None
+
+    def update(self, pct: float, description: str) -> None:
+        if self.artifact_id is not None:
+            _update_artifact(self.artifact_id, min(100.0, max(0.0, pct)), description)
 
 
 def percent(record: Optional[dict[str, Any]]) -> tuple[Optional[float], str]:

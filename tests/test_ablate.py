@@ -89,3 +89,17 @@ def test_rewriting_results_md_keeps_the_hand_written_part(ablation, tmp_path):
     md.write_text("# old generated table\n" + READING_MARK + "\n## Task design\nwritten before the run\n")
     assert _hand_written(md) == "\n" + READING_MARK + "\n## Task design\nwritten before the run\n"
     assert "old generated table" not in _hand_written(md)
+
+
+def test_flow_run_has_a_progress_card_that_ends_with_every_cell_done(ablation):
+    """The UI card `score ablate` keeps on its flow run: at 100% with all 10 cells counted
+    once every cell finished (the same lines the log gets, one per cell)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        cards = [a for a in client.read_artifacts() if a.type == "progress"
+                 and (a.description or "").startswith("**score ablate**")]
+    assert len(cards) == 1
+    card = cards[0]
+    assert card.data == 100.0 and card.description.startswith(f"**score ablate**: {len(METHODS)}/{len(METHODS)} cells")
+    assert f"[ablate] {len(METHODS)}/{len(METHODS)} cells done · debug-seed0/" in card.description
