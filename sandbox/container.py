@@ -27,19 +27,19 @@ _HERE = Path(__file__).resolve().parent
 # The driver is one program text (sent as -c, nothing is installed in the image): the parts
 # define, driver.py last uses their names and calls main(). See `_join_driver`.
 DRIVER_PARTS = ("driver_proof.py", "driver_cleanup.py", "driver_fork.py", "driver.py")
-_HARNESS_TEXT = (_HERE / "harness.py").read_text()
-HARNESS_SOURCE = _HARNESS_TEXT[_HARNESS_TEXT.index("\ndef _harness"):]  # sent as -c: no module docstring
-# What the harness imports: the driver imports them once and forks each program from there.
-HARNESS_IMPORTS = sorted({alias.name for node in ast.walk(ast.parse(HARNESS_SOURCE))
-                          if isinstance(node, ast.Import) for alias in node.names})
+# The harness, likewise: harness_values.py defines the honesty check, harness.py uses it.
+HARNESS_PARTS = ("harness_values.py", "harness.py")
 CLEANER_UID_OFFSET = 2_000_000  # the clean-up runs with real uid = program uid + this
 MAX_REPLY_BYTES = 4 * 1024 * 1024  # the driver's replies are a few kB; more means trouble
 
 
-def _join_driver(parts: tuple[str, ...] = DRIVER_PARTS) -> str:
-    """The driver's program text: the parts in order, one namespace. A top-level function or
-    constant defined in two parts would silently shadow the first: refused here."""
+def _join_driver(parts: tuple[str, ...] = DRIVER_PARTS, docstrings: bool = True) -> str:
+    """The driver's (or the harness's) program text: the parts in order, one namespace. A
+    top-level function or constant defined in two parts would silently shadow the first:
+    refused here. docstrings=False drops each part's module docstring."""
     texts = [(_HERE / name).read_text() for name in parts]
+    if not docstrings:
+        texts = [_without_docstring(text) for text in texts]
     seen: dict[str, str] = {}
     for name, text in zip(parts, texts):
         for node in ast.parse(text, name).body:
@@ -50,7 +50,18 @@ def _join_driver(parts: tuple[str, ...] = DRIVER_PARTS) -> str:
     return "\n".join(texts)
 
 
+def _without_docstring(text: str) -> str:
+    body = ast.parse(text).body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        return "\n".join(text.split("\n")[body[0].end_lineno:])
+    return text
+
+
 DRIVER_SOURCE = _join_driver()
+HARNESS_SOURCE = _join_driver(HARNESS_PARTS, docstrings=False)  # sent as -c: no module docstrings
+# What the harness imports: the driver imports them once and forks each program from there.
+HARNESS_IMPORTS = sorted({alias.name for node in ast.walk(ast.parse(HARNESS_SOURCE))
+                          if isinstance(node, ast.Import) for alias in node.names})
 STRAY_SOURCE = """
 import os, sys
 uid = int(sys.argv[1]); out = []

@@ -52,8 +52,9 @@ an unaudited path to the harness's frame) can learn the secret's fd number and f
 proof; a solution can monkeypatch stdlib modules the tests use (e.g. `math.isclose`) or
 hide a lying object inside a builtin iterator nested in a returned value. Values that lie in
 comparisons (`__eq__` always True, `__sub__` → 0, …) are refused: every value a solution
-function returns to the tests must be built from builtin/stdlib value types
-(`harness._honesty_checker`). A complete fix runs the tests in a separate process with the
+callable returns to the tests must be built from builtin/stdlib value types
+(`harness._honesty_checker`, applied by `harness._wrapper`, whose references a solution
+cannot rebind). A complete fix runs the tests in a separate process with the
 solution behind an RPC boundary, at the cost of changed semantics.
 """
 import json

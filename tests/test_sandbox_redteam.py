@@ -444,14 +444,6 @@ def _old_verdicts(old_checkout: str) -> dict[str, str]:
         return {n: old_pool.run(p, timeout_s=6, memory_mb=256).status for n, p in programs.items()}
 
 
-if __name__ == "__main__":
-    import json
-    import sys
-
-    sys.path.insert(0, sys.argv[1])
-    print(json.dumps(_old_verdicts(sys.argv[1]), indent=1, sort_keys=True))
-
-
 LYING_VALUES = {
     "int_subclass_eq": "class N(int):\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return N(0)\n",
     "float_subclass_sub": ("class F(float):\n    def __sub__(self, o):\n        return 0.0\n    def __eq__(self, o):\n"
@@ -465,11 +457,67 @@ LYING_VALUES = {
 }
 
 
+LIAR = "class A:\n    def __eq__(self, o):\n        return True\n"
+# Liars that got past the check before 2026-12-03 (each was `passed` on commit 954b5db,
+# measured with `python tests/test_sandbox_redteam.py --liars` on that checkout): the check
+# was a global of the harness's module that a solution could rebind, and it wrapped only
+# plain functions compiled as "<solution>".
+EVADING_LIARS = {
+    "rebinds_the_harness_globals": (LIAR + d("""
+        import sys
+        main = sys.modules["__main__"]
+        for name in list(vars(main)):
+            if name.startswith("_") and callable(vars(main)[name]):
+                setattr(main, name, lambda *args, **kwargs: args[0] if args else None)
+        def add(a, b):
+            return A()
+        """)),
+    "rebinds_the_item_checker": (LIAR + d("""
+        import sys
+        main = sys.modules["__main__"]
+        main._checked_items = lambda iterator, *rest: iterator
+        def add(a, b):
+            yield A()
+        """)),
+    "function_compiled_as_another_file": (LIAR + "exec(compile('def add(a, b):\\n    return A()\\n', 'x', 'exec'))\n"),
+    "lru_cache_wraps_the_liar": (LIAR + "import functools\n@functools.lru_cache(None)\ndef add(a, b):\n    return A()\n"),
+    "callable_instance": (LIAR + "class Add:\n    def __call__(self, a, b):\n        return A()\nadd = Add()\n"),
+    "class_as_the_entry_point": (LIAR + "class add:\n    def __new__(cls, a, b):\n        return A()\n"),
+}
+
+
 @pytest.mark.parametrize("name", sorted(LYING_VALUES))
 def test_values_that_lie_in_comparisons_are_failed(pool, name):  # noqa: F811
     tests = TESTS if name != "generator_of_liars" else "assert next(add(1, 2)) == 3\n"
     r = pool.run(LYING_VALUES[name], tests, timeout_s=6)
     assert r.status == "failed", (name, r)
+
+
+def test_the_audit_hook_sees_through_a_patched_posixpath(pool):  # noqa: F811
+    """A symlink to /proc/self/mem after patching posixpath's realpath helper: before
+    2026-12-03 the audit hook asked the (patchable) posixpath and let the open through to the
+    kernel, which refused it (EACCES: the program is not dumpable); now the hook's own
+    C-calls-only realpath refuses it first."""
+    code = d("""
+        import os, posixpath
+        posixpath._joinrealpath = lambda path, rest, strict, seen: ("/tmp/harmless", True)
+        os.symlink("/proc/self/mem", "/tmp/m")
+        os.open("/tmp/m", os.O_RDONLY)
+        def add(a, b):
+            return a + b
+        """)
+    r = pool.run(code, TESTS, timeout_s=6)
+    assert r.status == "failed" and "sandbox: opening /tmp/m is not allowed" in r.stderr, r
+
+
+def _liar_tests(name: str) -> str:
+    return "assert next(add(1, 2)) == 3\n" if name == "rebinds_the_item_checker" else TESTS
+
+
+@pytest.mark.parametrize("name", sorted(EVADING_LIARS))
+def test_liars_that_evade_the_check_are_failed(pool, name):  # noqa: F811
+    r = pool.run(EVADING_LIARS[name], _liar_tests(name), timeout_s=6, entry_point="add")
+    assert r.status == "failed" and "sandbox: add" in r.stderr, (name, r)
 
 
 def test_honest_values_of_stdlib_types_still_pass(pool):  # noqa: F811
@@ -482,3 +530,22 @@ def test_honest_values_of_stdlib_types_still_pass(pool):  # noqa: F811
              "assert list(it) == [2] and list(gen(5)) == [5]\n")
     r = pool.run(code, tests, timeout_s=6)
     assert r.status == "passed", r
+
+
+def _liar_verdicts() -> dict[str, str]:
+    """The EVADING_LIARS on this checkout's pool (run from an old checkout, see above)."""
+    from sandbox import SandboxPool
+
+    with SandboxPool(slots=2, progress=False) as p:
+        return {n: p.run(c, _liar_tests(n), timeout_s=6, entry_point="add").status for n, c in EVADING_LIARS.items()}
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if sys.argv[1] == "--liars":
+        print(json.dumps(_liar_verdicts(), indent=1, sort_keys=True))
+        raise SystemExit(0)
+    sys.path.insert(0, sys.argv[1])
+    print(json.dumps(_old_verdicts(sys.argv[1]), indent=1, sort_keys=True))
