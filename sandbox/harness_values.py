@@ -89,7 +89,7 @@ def _wrapper(honest_value, _callable, _type, _issubclass, _TypeError):
     what it returns must be honest (`_honesty_checker`); an iterator or generator is checked
     item by item as the tests consume it. Built before any solution code; reads no global
     name (a solution cannot rebind what it calls through `sys.modules["__main__"]`)."""
-    is_lazy, type_type = honest_value.is_lazy, _type
+    is_lazy = honest_value.is_lazy
 
     def checked_items(iterator, name):
         for item in iterator:
@@ -99,7 +99,7 @@ def _wrapper(honest_value, _callable, _type, _issubclass, _TypeError):
             yield item
 
     def wrap(value, name, is_entry_point):
-        if not _callable(value) or (_issubclass(_type(value), type_type) and not is_entry_point):
+        if not _callable(value) or (_issubclass(_type(value), _type) and not is_entry_point):
             return value  # data, modules, and classes the tests build values with
 
         def run(*args, **kwargs):
