@@ -20,7 +20,7 @@ that runs them. What is isolated, and how:
   (fork bombs), FSIZE, CPU, NOFILE, no core files; wall-clock deadline; stdout+stderr capped
   inside the container; afterwards every process of the slot uid is SIGKILLed (background
   children included). Each program's process is a fork of the slot's warm driver made to
-  look like a new `python3 -I` (`driver_fork.py`; `SlotLimits(fresh_interpreter=True)` execs
+  look like a new `python3 -s -P` (`driver_fork.py`; `SlotLimits(fresh_interpreter=True)` execs
   one instead): it never holds a secret, and what one program changes dies with its process.
 - The reward itself (the policy searches for holes): solution and tests are compiled and
   run separately by a trusted harness (`harness.py`) that proves the tests ran to completion

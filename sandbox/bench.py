@@ -4,7 +4,7 @@
    harness (solution and tests compiled separately, completion proof checked), each program
    in a fork of the warm driver (the default);
 2. pool, new python3 — the same pool with `SlotLimits(fresh_interpreter=True)`: one new
-   `python3 -I` per program (the path before the warm start; the baseline for its gain);
+   `python3 -s -P` per program (the path before the warm start; the baseline for its gain);
 3. host     — plain `python3 -I` subprocesses on the host running solution + tests as one
    script, exit status only: no isolation, no proof (the speed target);
 4. docker-run — one `docker run` per program with the same limits (the naive sandbox).

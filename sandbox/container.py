@@ -59,6 +59,11 @@ def _without_docstring(text: str) -> str:
 
 DRIVER_SOURCE = _join_driver()
 HARNESS_SOURCE = _join_driver(HARNESS_PARTS, docstrings=False)  # sent as -c: no module docstrings
+# The driver's interpreter: `python3 -I` less `-E`, in an environment holding only these
+# variables (`env -i`), so PYTHONHASHSEED=0 holds and a program's set order — hence its
+# verdict — is the same in every container and run (driver.py's ENV and PY_FLAGS match).
+DRIVER_ARGV = ("env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
+               "PYTHONDONTWRITEBYTECODE=1", "PYTHONHASHSEED=0", "python3", "-s", "-P", "-c")
 # What the harness imports: the driver imports them once and forks each program from there.
 HARNESS_IMPORTS = sorted({alias.name for node in ast.walk(ast.parse(HARNESS_SOURCE))
                           if isinstance(node, ast.Import) for alias in node.names})
@@ -128,8 +133,7 @@ class Slot:
                   "harness": HARNESS_SOURCE, "preload": HARNESS_IMPORTS,
                   "fresh_interpreter": lim.fresh_interpreter}
         api = self.client.api
-        exec_id = api.exec_create(self.container.id, ["python3", "-I", "-c", DRIVER_SOURCE,
-                                                      json.dumps(config)],
+        exec_id = api.exec_create(self.container.id, [*DRIVER_ARGV, DRIVER_SOURCE, json.dumps(config)],
                                   stdin=True, stdout=True, stderr=True, user="0:0")["Id"]
         raw = api.exec_start(exec_id, socket=True)
         self._sock = getattr(raw, "_sock", raw)

@@ -1,6 +1,6 @@
 """The driver: one long-lived process per sandbox container, standard library only.
 
-Sent into the container as `python3 -I -c <text>` by `sandbox.container` and run as root
+Sent into the container as `python3 -s -P -c <text>` by `sandbox.container` and run as root
 with only CAP_SETUID/CAP_SETGID. The text is `sandbox.container.DRIVER_PARTS` joined in order:
 `driver_proof.py` (secret, decoys, proof pipe: `draw_numbers`, `fill_secret_pipes`,
 `proof_verdict`, `read_now`, `PROOF_CAP`), `driver_cleanup.py` (the per-program clean-up:
@@ -10,7 +10,7 @@ without importing them (nothing is installed in the image) and calls `main()` la
 It reads one JSON job per line on stdin ({id, code, tests, entry_point, timeout_s,
 memory_mb}) and writes one JSON result per line on stdout; nothing else ever touches its
 stdin/stdout. Each job runs the harness (`sandbox/harness.py`) in a process forked from
-this driver (the warm start, `driver_fork.py`: it looks like a new `python3 -I -c <harness>`;
+this driver (the warm start, `driver_fork.py`: it looks like a new `python3 -s -P -c <harness>`;
 config `fresh_interpreter` execs a new python3 instead) that is:
 - given the solution and the tests as two texts in an anonymous memfd (no file on disk, no
   argv size limit), stdin = /dev/null; the harness compiles and runs them separately;
@@ -75,11 +75,16 @@ HARNESS = CONFIG["harness"]  # sandbox/harness.py: runs solution + tests, then w
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+# `-I` less its `-E`: ENV is the whole environment (execve; the driver itself is started
+# under `env -i` with the same variables), and `-E` would also drop PYTHONHASHSEED — every
+# program would then get a random string-hash seed and a set's order, hence a verdict, could
+# change from one container or program to the next.
+PY_FLAGS = ["-s", "-P"]
 if CONFIG.get("fresh_interpreter"):  # one new python3 per program (the slower, older path)
     HARNESS_CODE = FRESH_MODULES = None
 else:  # the warm start (driver_fork.py): programs run in forks of this process
     HARNESS_CODE = compile(HARNESS, "<string>", "exec")  # the name `python3 -c` gives it
-    FRESH_MODULES = preload(CONFIG["preload"], PYTHON, ENV)
+    FRESH_MODULES = preload(CONFIG["preload"], [PYTHON, *PY_FLAGS], ENV)
 
 
 def child_setup(job, wait_fd):
@@ -140,7 +145,7 @@ def spawn(job, wait_fd):
             os.closerange(1002, 65536)
             child_setup(job, wait_fd)
             if HARNESS_CODE is None:
-                os.execve(PYTHON, [PYTHON, "-I", "-c", HARNESS], ENV)
+                os.execve(PYTHON, [PYTHON, *PY_FLAGS, "-c", HARNESS], ENV)
             run_harness_here(HARNESS_CODE, FRESH_MODULES, ENV, [fd for fd in (fail_w, wait_fd) if fd is not None])
         except BaseException as exc:
             os.write(fail_w, repr(exc).encode()[:2000])

@@ -2,7 +2,7 @@
 
 Part of the driver program (standard library only, nothing from the project): it is not
 imported inside the container but joined, as text, in front of `driver.py` by
-`sandbox.container` (`DRIVER_PARTS`) and run with it as one `python3 -I -c <text>`.
+`sandbox.container` (`DRIVER_PARTS`) and run with it as one `python3 -s -P -c <text>`.
 
 What it guards against: a program that leaves something behind for the next program in its
 slot or fights its own clean-up — background children (in other sessions, double-forked,

@@ -1,14 +1,14 @@
 """The warm start: each program runs in a fork of this (already started) driver instead of a
-new `python3 -I -c <harness>` process — the interpreter start and the harness's imports
+new `python3 -s -P -c <harness>` process — the interpreter start and the harness's imports
 (≈ 45–60 ms of CPU per program, most of a short program's cost) are paid once per slot.
 
 Part of the driver program (standard library only, nothing from the project): it is not
 imported inside the container but joined, as text, in front of `driver.py` by
-`sandbox.container` (`DRIVER_PARTS`) and run with it as one `python3 -I -c <text>`.
+`sandbox.container` (`DRIVER_PARTS`) and run with it as one `python3 -s -P -c <text>`.
 
-What the forked process looks like to the program — as a new `python3 -I -c <harness>`,
+What the forked process looks like to the program — as a new `python3 -s -P -c <harness>`,
 except where noted:
-- `sys.modules` holds only what a new `python3 -I` holds after importing the harness's
+- `sys.modules` holds only what a new `python3 -s -P` holds after importing the harness's
   modules (`preload` measures that set by starting one such interpreter); everything else
   the driver imported (json, random, select, subprocess, ...) is dropped, so a program that
   imports `random` gets a fresh module with a fresh seed, not the driver's state;
@@ -19,9 +19,11 @@ except where noted:
   failure or see its slot's clean-up;
 - it never held a secret: the driver draws the secret and the decoys after the fork
   (`fill_secret_pipes`) and writes them into pipes; the program only has the read ends;
-- different by construction: the hash seed is the driver's (random per container, not per
-  program); after dropping root the process is not dumpable, so /proc/self/mem, ptrace of
-  itself and core files are closed to it by the kernel (stricter than a new process).
+- the string-hash seed is the driver's, 0 (PYTHONHASHSEED=0, as for a new `python3` here:
+  every container and run gives a program the same set order, so the same verdict);
+- different by construction: after dropping root the process is not dumpable, so
+  /proc/self/mem, ptrace of itself and core files are closed to it by the kernel (stricter
+  than a new process).
 The driver's own objects (its functions, the current job's text) stay in the copied heap,
 reachable only through frames or the gc heap, which the harness's audit hook refuses — the
 same screen that keeps the harness's own locals from the solution.
@@ -34,20 +36,21 @@ import sys
 import types
 
 
-def preload(modules, python, env):
+def preload(modules, python_argv, env):
     """Import the harness's `modules` into this driver, once; return the names a new
-    `python3 -I` has in sys.modules after importing the same modules (measured)."""
+    interpreter (`python_argv`, the program's own flags) has in sys.modules after importing
+    the same modules (measured)."""
     for name in modules:
         __import__(name)
     code = "".join(f"import {name}\n" for name in ("sys", *modules)) + "print(' '.join(sys.modules))"
-    out = subprocess.run([python, "-I", "-c", code], env=env, capture_output=True, check=True,
+    out = subprocess.run([*python_argv, "-c", code], env=env, capture_output=True, check=True,
                          stdin=subprocess.DEVNULL, timeout=60)
     return frozenset(out.stdout.decode().split())
 
 
 def run_harness_here(harness_code, fresh_modules, env, close_fds):
     """In the program's forked process, already the slot's uid with its limits: make the
-    interpreter look like a new `python3 -I -c <harness>` and run the harness. Never
+    interpreter look like a new `python3 -s -P -c <harness>` and run the harness. Never
     returns: the harness ends with os._exit; anything else exits 1 (a failed program)."""
     try:
         for fd in close_fds:

@@ -2,7 +2,7 @@
 
 Part of the driver program (standard library only, nothing from the project): it is not
 imported inside the container but joined, as text, in front of `driver.py` by
-`sandbox.container` (`DRIVER_PARTS`) and run with it as one `python3 -I -c <text>`.
+`sandbox.container` (`DRIVER_PARTS`) and run with it as one `python3 -s -P -c <text>`.
 
 What it guards against: a solution, written by a policy that searches for any way to be
 scored `passed`, that makes its process exit with status 0 without the tests having run to

@@ -1,7 +1,7 @@
-"""The test harness: trusted code that runs ONE solution and its tests in one `python3 -I`
+"""The test harness: trusted code that runs ONE solution and its tests in one `python3 -s -P`
 process inside the sandbox, and proves to the driver that every test ran to completion.
 
-The driver (`driver.py`) runs this file's text as `python3 -I -c <text>` (standard library
+The driver (`driver.py`) runs this file's text as `python3 -s -P -c <text>` (standard library
 only, Python >= 3.8 for audit hooks) with:
 - fd 3: a memfd holding `"<secret_fd> <proof_fd> <code bytes> <entry point>\\n" + code + tests`,
   read and closed here before any solution code runs;

@@ -3,7 +3,7 @@ cannot lie in comparisons (the AlwaysEqual hack), and the wrapper that applies i
 
 Part of the harness program (standard library only): not imported inside the container but
 joined, as text, in front of `harness.py` by `sandbox.container` (`HARNESS_PARTS`) and run
-with it as one `python3 -I -c <text>`. Both functions are called before any solution code
+with it as one `python3 -s -P -c <text>`. Both functions are called before any solution code
 runs and capture every reference they use then.
 """
 

@@ -1,7 +1,7 @@
 """The warm start (sandbox/driver_fork.py): each program runs in a fork of the slot's driver.
 
 The oracle is the other path of the same driver: `SlotLimits(fresh_interpreter=True)` execs
-a new `python3 -I -c <harness>` per program. What a program can observe of its interpreter
+a new `python3 -s -P -c <harness>` per program. What a program can observe of its interpreter
 must be the same both ways, the driver's state must not leak from one program into the
 next, and nothing the driver keeps for itself (the set-up failure pipe, the clean-up's
 pidfd) may be reachable. Real Docker engine, real image (tests/sandbox_fixtures.py).
