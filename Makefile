@@ -8,7 +8,8 @@ PYTEST_ARGS ?=
 setup:
 	bash scripts/setup.sh
 
-demo: setup
+demo:  # sets up only what $(CONFIG) needs (no vLLM, no Docker for the maths-like demo)
+	bash scripts/setup.sh --for $(CONFIG)
 	$(VENV)/bin/score run $(CONFIG)
 
 test:

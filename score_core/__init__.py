@@ -6,6 +6,10 @@ Public API, re-exported here (rlax style):
 - schema: `Problem`, `Episode`, `PROBLEM_SCHEMA`, `TRACE_SCHEMA`, read/write helpers
 - config: `RunConfig`, `load_config`
 """
+from score_core.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before any module here imports torch (score_core/numerics.py says why)
+
 from score_core.config import ConfigError, RunConfig, load_config
 from score_core.method.losses import rloo_advantages, score_loss, shaped_rewards, token_kl, token_logprobs
 from score_core.evaluation.metrics import edit_distance_ratio, self_correction_metrics

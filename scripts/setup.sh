@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh machine: .venv, torch (CPU build pinned on CPU machines),
 # the project and its pins, the Docker engine and the sandbox image.
-# Skips whatever is already there. Usage: scripts/setup.sh [--no-docker]
+# Skips whatever is already there. Usage: scripts/setup.sh [--no-docker] [--for CONFIG]
+# --for CONFIG (make demo) sets up only what that config's run needs: the Docker engine and
+# sandbox image for a code family (synth_code, mbpp, humaneval), vLLM for rollout.engine:
+# vllm, SmolLM2 for a config that names it; `make test` sets up everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+NO_DOCKER=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-docker) NO_DOCKER=1 ;;
+    --for)
+      [ -f "${2:-}" ] || { echo "[setup] --for needs a config file, got '${2:-}'" >&2; exit 2; }
+      grep -qE '^[^#]*source: *"?(synth_code|mbpp|humaneval)' "$2" || NO_DOCKER=1
+      grep -qE '^[^#]*engine: *"?vllm' "$2" || SCORE_SKIP_VLLM=1
+      grep -qiE '^[^#]*smollm2' "$2" || SCORE_SKIP_MODELS=1
+      shift ;;
+    *) echo "[setup] unknown argument '$1' (usage: scripts/setup.sh [--no-docker] [--for CONFIG])" >&2; exit 2 ;;
+  esac
+  shift
+done
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 TORCH_CPU_PIN=${TORCH_CPU_PIN:-torch==2.13.0}
@@ -60,7 +77,7 @@ if [ "${SCORE_SKIP_VLLM:-0}" != "1" ]; then
   VLLM_VENV="$VENV/vllm" bash scripts/ensure_vllm.sh || log "could not set up the vLLM environment (tests/test_vllm_*.py will fail)"
 fi
 
-if [ "${1:-}" != "--no-docker" ] && [ "${SCORE_SKIP_DOCKER:-0}" != "1" ]; then
+if [ "$NO_DOCKER" != "1" ] && [ "${SCORE_SKIP_DOCKER:-0}" != "1" ]; then
   if [ -x scripts/ensure_docker.sh ]; then
     scripts/ensure_docker.sh
   fi
