@@ -59,11 +59,15 @@ def _without_docstring(text: str) -> str:
 
 DRIVER_SOURCE = _join_driver()
 HARNESS_SOURCE = _join_driver(HARNESS_PARTS, docstrings=False)  # sent as -c: no module docstrings
-# The driver's interpreter: `python3 -I` less `-E`, in an environment holding only these
-# variables (`env -i`), so PYTHONHASHSEED=0 holds and a program's set order — hence its
-# verdict — is the same in every container and run (driver.py's ENV and PY_FLAGS match).
-DRIVER_ARGV = ("env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/tmp", "LANG=C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE=1", "PYTHONHASHSEED=0", "python3", "-s", "-P", "-c")
+# The one environment of the driver and of every program it runs: the driver starts under
+# `env -i` with exactly these variables and `python3 -I` less `-E` (driver.py gets both in
+# its config, runs each program under them and refuses to start in any other environment),
+# so PYTHONHASHSEED=0 holds and a program's set order — hence its verdict — is the same in
+# every container and run.
+PROGRAM_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+PY_FLAGS = ("-s", "-P")  # `-I` is -E -s -P; -E would drop PYTHONHASHSEED
+DRIVER_ARGV = ("env", "-i", *(f"{k}={v}" for k, v in PROGRAM_ENV.items()), "python3", *PY_FLAGS, "-c")
 # What the harness imports: the driver imports them once and forks each program from there.
 HARNESS_IMPORTS = sorted({alias.name for node in ast.walk(ast.parse(HARNESS_SOURCE))
                           if isinstance(node, ast.Import) for alias in node.names})
@@ -131,7 +135,7 @@ class Slot:
         config = {"uid": self.uid, "cleaner_uid": self.uid + CLEANER_UID_OFFSET, "max_output_bytes": lim.max_output_bytes, "nproc": lim.nproc,
                   "return_bytes": lim.return_bytes, "fsize": lim.fsize_mb * 1024 * 1024,
                   "harness": HARNESS_SOURCE, "preload": HARNESS_IMPORTS,
-                  "fresh_interpreter": lim.fresh_interpreter}
+                  "fresh_interpreter": lim.fresh_interpreter, "env": PROGRAM_ENV, "py_flags": list(PY_FLAGS)}
         api = self.client.api
         exec_id = api.exec_create(self.container.id, [*DRIVER_ARGV, DRIVER_SOURCE, json.dumps(config)],
                                   stdin=True, stdout=True, stderr=True, user="0:0")["Id"]

@@ -73,13 +73,10 @@ MAX_OUTPUT = int(CONFIG["max_output_bytes"])
 KEEP = int(CONFIG["return_bytes"])
 HARNESS = CONFIG["harness"]  # sandbox/harness.py: runs solution + tests, then writes the proof
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-       "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
-# `-I` less its `-E`: ENV is the whole environment (execve; the driver itself is started
-# under `env -i` with the same variables), and `-E` would also drop PYTHONHASHSEED — every
-# program would then get a random string-hash seed and a set's order, hence a verdict, could
-# change from one container or program to the next.
-PY_FLAGS = ["-s", "-P"]
+ENV = CONFIG["env"]  # container.py's PROGRAM_ENV: the whole environment of every program
+PY_FLAGS = CONFIG["py_flags"]  # `-I` less its `-E`, which would drop PYTHONHASHSEED
+if dict(os.environ) != ENV:  # the driver runs as its programs do (container.py's DRIVER_ARGV)
+    raise SystemExit(f"driver: environment {sorted(os.environ)} is not the programs' {sorted(ENV)}")
 if CONFIG.get("fresh_interpreter"):  # one new python3 per program (the slower, older path)
     HARNESS_CODE = FRESH_MODULES = None
 else:  # the warm start (driver_fork.py): programs run in forks of this process

@@ -67,3 +67,30 @@ def test_a_set_order_dependent_solution_gets_one_verdict_everywhere():
         with SandboxPool(slots=2, progress=False) as pool:
             statuses |= {r.status for r in pool.run_many([SandboxJob(code, tests, 10.0, 256)] * 6)}
     assert statuses == {"passed"}, statuses
+
+
+def test_the_driver_refuses_to_start_outside_the_programs_environment(monkeypatch):
+    """The driver's own environment and its programs' come from one place (container.py's
+    PROGRAM_ENV); a start command that drifts from it — here one extra variable, as a second
+    hand-written copy would — must fail the slot's start, not grade under another seed."""
+    docker_ready()
+    import docker
+    import pytest
+    from sandbox import DEFAULT_IMAGE
+    import sandbox.container as container
+
+    argv = container.DRIVER_ARGV
+    drifted = (*argv[:2], "PYTHONHASHSEED_SHADOW=1", *argv[2:])
+    slot = container.Slot(docker.from_env(timeout=120), DEFAULT_IMAGE, 64000, container.SlotLimits(), "drift-test")
+    monkeypatch.setattr(container, "DRIVER_ARGV", drifted)
+    try:
+        with pytest.raises(container.SlotBroken, match="driver exited.*is not the programs'"):
+            slot.start()
+    finally:
+        slot.close()
+    monkeypatch.setattr(container, "DRIVER_ARGV", argv)
+    slot = container.Slot(docker.from_env(timeout=120), DEFAULT_IMAGE, 64001, container.SlotLimits(), "drift-test")
+    try:
+        slot.start()  # the real start command: the driver comes up
+    finally:
+        slot.close()
