@@ -76,3 +76,23 @@ def test_an_exported_value_wins_over_the_pin():
     assert pin_cpu_numerics(env) == {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE",
                                      "ONEDNN_MAX_CPU_ISA": "AVX2"}
     assert pin_cpu_numerics({"SCORE_CPU_NUMERICS": "native"}) == {}
+
+
+def test_portable_mode_runs_mkls_compatible_branch_bit_for_bit():
+    """SCORE_CPU_NUMERICS=portable = MKL's SSE2 'COMPATIBLE' branch (the one Intel documents
+    for equal results on Intel and non-Intel CPUs), exported by hand as the oracle; it is a
+    different path from the default pin (other weights), which shows the mode is what decided."""
+    portable = _run(SCORE_CPU_NUMERICS="portable")
+    by_hand = _run(ATEN_CPU_CAPABILITY="avx2", MKL_CBWR="COMPATIBLE,STRICT", ONEDNN_MAX_CPU_ISA="AVX2",
+                   SCORE_CPU_NUMERICS="native")
+    assert portable[:2] == ("AVX2", "COMPATIBLE,STRICT"), portable
+    assert portable == by_hand
+    assert portable[2] != _run()[2]
+
+
+def test_an_unknown_mode_is_refused():
+    from score_core.numerics import pin_cpu_numerics
+
+    with pytest.raises(ValueError, match="pinned, portable or native"):
+        pin_cpu_numerics({"SCORE_CPU_NUMERICS": "fast"})
+    assert pin_cpu_numerics({"SCORE_CPU_NUMERICS": "Portable"})["MKL_CBWR"] == "COMPATIBLE,STRICT"
