@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from score_core.tools.ablation import goal_checks, interval_table, paired_intervals, results_markdown, summarise
 
 N = 400
@@ -84,3 +86,15 @@ def test_curve_table_shows_means_per_iteration_and_the_late_change():
     assert lines[2] == "| score | 30.0 | 50.0 | 60.0 | 60.0 | 60.0 | 60.0 | +0.0 |"
     assert lines[3] == "| multi_turn_rl | 10.0 | 20.0 | 30.0 | 40.0 | 50.0 | 60.0 | +20.0 |"
     assert curve_table({}) == ""
+
+
+def test_late_change_is_the_fitted_rise_over_the_last_third():
+    from score_core.tools.ablation import late_change
+
+    assert late_change([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]) == pytest.approx(0.2)  # a line: its rise over 2 its
+    # last third of 6 = the last 3 points 0.5, 0.9, 0.7: slope (0.7 − 0.5) / 2 = 0.1 per it, × 2 its
+    assert late_change([0.1, 0.2, 0.3, 0.5, 0.9, 0.7]) == pytest.approx(0.2)
+    # one noisy last point: the two-point difference says −0.4, the fit over 4 points (n = 9)
+    # 0.8, 0.8, 0.8, 0.4 → slope −0.12 per it, × 3 its = −0.36
+    assert late_change([0.1] * 5 + [0.8, 0.8, 0.8, 0.4]) == pytest.approx(-0.36)
+    assert math.isnan(late_change([0.5]))

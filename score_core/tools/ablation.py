@@ -225,21 +225,36 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any], plot_
 def curve_table(curves: dict[str, list[list[float]]]) -> str:
     """Training-reward curves of one base model: method → one list per seed of the mean r2
     of each iteration's training rollouts (the on-policy reward). Shows the mean over seeds
-    per iteration and the change over the last third of the iterations — a curve that has
-    not flattened has a change far from 0 (the budget did not let the method converge)."""
+    per iteration and the fitted change over the last third of the iterations
+    (`late_change`) — a curve that has not flattened has a change far from 0 (the budget did
+    not let the method converge)."""
     width = max((len(c) for runs in curves.values() for c in runs), default=0)
     if not width:
         return ""
-    head = "| method | " + " | ".join(f"it {i + 1}" for i in range(width)) + " | change over last third |"
+    head = ("| method | " + " | ".join(f"it {i + 1}" for i in range(width))
+            + " | fitted change over last third |")
     lines = [head, "|---|" + "---|" * (width + 1)]
     for method, runs in curves.items():
         mean = [_mean_at(runs, i) for i in range(width)]
-        known = [v for v in mean if not math.isnan(v)]
-        third = max(1, len(known) // 3)
-        change = known[-1] - known[-1 - third] if len(known) > third else math.nan
+        change = late_change([v for v in mean if not math.isnan(v)])
         cells = " | ".join("–" if math.isnan(v) else f"{100 * v:.1f}" for v in mean)
         lines.append(f"| {method} | {cells} | {'–' if math.isnan(change) else f'{100 * change:+.1f}'} |")
     return "\n".join(lines)
+
+
+def late_change(curve: list[float]) -> float:
+    """How much a curve still moves at its end: the least-squares slope over its last
+    third (the last ⌊n/3⌋ + 1 points, at least 2) times the ⌊n/3⌋ iterations they span. A
+    straight line gives exactly its rise over those iterations; unlike the difference of two
+    single points it does not swing with one noisy iteration. NaN below 2 points."""
+    third = max(1, len(curve) // 3)
+    if len(curve) <= third:
+        return math.nan
+    ys = curve[-1 - third:]
+    x_mean, y_mean = third / 2, sum(ys) / len(ys)
+    slope = (sum((x - x_mean) * (y - y_mean) for x, y in enumerate(ys))
+             / sum((x - x_mean) ** 2 for x in range(len(ys))))
+    return slope * third
 
 
 def _mean_at(runs: list[list[float]], i: int) -> float:
