@@ -83,7 +83,8 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
     if unknown:
         raise ValueError(f"unknown methods {unknown}; expected some of {METHODS}")
     config_path = str(Path(config_path).resolve())
-    overrides = {**(overrides or {}), "orchestration.gpu_slots": workers,
+    overrides = {"orchestration.verdict_cache": str(Path(out_dir).resolve() / "verdicts.sqlite"),  # one for all cells
+                 **(overrides or {}), "orchestration.gpu_slots": workers,
                  "orchestration.torch_threads": max(1, (os.cpu_count() or 1) // workers)}
     cfg = load_config(config_path, overrides)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

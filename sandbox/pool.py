@@ -9,6 +9,7 @@ and reported as `sandbox_error` if that fails too.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -19,6 +20,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
 import docker
@@ -207,6 +209,16 @@ class SandboxPool:
     def _count(self, key: str) -> None:
         with self._lock:
             self.stats[key] += 1
+
+    def identity(self) -> str:
+        """What this pool's verdicts depend on besides the job: the image (its id), the
+        sandbox's own code and the slot limits — the salt of a verdict cache, so a changed
+        harness or image never reads an old verdict."""
+        h = hashlib.sha256(self.client.images.get(self.image).id.encode())
+        h.update(repr(self.limits).encode())
+        for path in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()
 
     def stray_processes(self) -> dict[int, list[str]]:
         """Per slot uid: live processes of that uid and zombies (should be empty between jobs)."""

@@ -170,6 +170,11 @@ class OrchestrationConfig(_Strict):
         "default, all cores). `score ablate` sets 1 when it runs cells side by side on a CPU.")
     gpu_slots: int = Field(1, ge=1, description="Prefect global concurrency slots for GPU-bound steps "
                            "(pre-training, rollout, training), shared by every run on one Prefect server.")
+    verdict_cache: Optional[str] = Field(
+        "verdicts.sqlite", description="SQLite file of code verdicts (passed/failed) reused across grading "
+        "steps, keyed by program, tests, limits and the sandbox's image, code and slot limits "
+        "(score_core/problems/verdict_cache.py); relative paths are in the run directory; null: run every "
+        "program. `score ablate` shares one file across its cells.")
     grading_slots: int = Field(2, ge=1, description="Prefect global concurrency slots for grading tasks "
                                "(sandbox containers are bounded per task by grading.sandbox_slots).")
     concurrency_lease_s: float = Field(

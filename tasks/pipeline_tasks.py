@@ -184,30 +184,42 @@ def grade(cfg: RunConfig, run_dir: str, traces_path: str, problems_path: str) ->
 
     def run() -> dict[str, Any]:
         with slot("grading", cfg), ui_progress() as sink, reporting(sink):
-            runner = _code_runner(cfg, problems_path)
+            runner = _code_runner(cfg, problems_path, run_dir)
             try:
-                return grade_step(traces_path, problems_path, out_path,
-                                        math_timeout_s=cfg.grading.math_timeout_s, code_runner=runner,
-                                        code_timeout_s=cfg.grading.code_timeout_s,
-                                        code_memory_mb=cfg.grading.code_memory_mb)
+                out = grade_step(traces_path, problems_path, out_path,
+                                 math_timeout_s=cfg.grading.math_timeout_s, code_runner=runner,
+                                 code_timeout_s=cfg.grading.code_timeout_s,
+                                 code_memory_mb=cfg.grading.code_memory_mb)
             finally:
                 if runner is not None:
                     runner.close()
+            if hasattr(runner, "hits"):  # the verdict cache
+                out.update(programs_cached=runner.hits, programs_run=runner.runs)
+            return out
 
     out = once(run_dir, key, run)
+    cached = (f", programs run {out['programs_run']} (+{out['programs_cached']} verdicts from the cache)"
+              if "programs_cached" in out else "")
     _log(f"{key}: acc@t1 {out['accuracy_t1']:.3f} acc@t2 {out['accuracy_t2']:.3f} "
-         f"unscored {out['n_unscored']}")
+         f"unscored {out['n_unscored']}{cached}")
     return out
 
 
-def _code_runner(cfg: RunConfig, problems_path: str) -> Optional[Any]:
+def _code_runner(cfg: RunConfig, problems_path: str, run_dir: str) -> Optional[Any]:
+    """The sandbox pool for code problems (None without any), behind the verdict cache
+    unless `orchestration.verdict_cache` is null."""
     from score_core.schema import read_problems
 
     if not any(p.kind == "code" for p in read_problems(problems_path)):
         return None
     from sandbox import SandboxPool
 
-    return SandboxPool(slots=cfg.grading.sandbox_slots)
+    pool = SandboxPool(slots=cfg.grading.sandbox_slots)
+    if cfg.orchestration.verdict_cache is None:
+        return pool
+    from score_core.problems.verdict_cache import CachedRunner
+
+    return CachedRunner(pool, Path(run_dir) / cfg.orchestration.verdict_cache, salt=pool.identity())
 
 
 @task(name="train", task_run_name=train_name)

@@ -1,0 +1,103 @@
+"""Code verdicts kept across grading steps: a program graded once is not run again.
+
+At debug scale every cell of `score ablate` samples the same problems at the same
+iteration, and policies that start from one base write many of the same programs; running
+each again in the sandbox is most of a code cell's cost. `CachedRunner` wraps any
+`CodeRunner` (the Docker sandbox) with an SQLite table of verdicts:
+
+- key = sha256 of the runner's identity (`salt`: the sandbox image, its code and slot
+  limits — another sandbox never reads this one's verdicts) and of everything in the job
+  (solution, tests, time and memory limit, entry point), each length-prefixed;
+- only `passed` and `failed` are kept: verdicts about the program. A limit hit (`timeout`,
+  `memory_exceeded`, `output_exceeded`) can depend on the machine's load and
+  `sandbox_error` is infrastructure, so those are run again every time;
+- a nondeterministic program keeps its first draw, as duplicates within one batch already
+  do (`rewards.grade_episodes`): the expected reward is the same.
+The file is written only by the grading process (programs never see it); several processes
+may share it (WAL journal, busy timeout).
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from score_core.problems.rewards import CodeJob, CodeResult, CodeRunner
+
+KEPT = ("passed", "failed")  # verdicts about the program itself (module docstring)
+
+
+@dataclass(frozen=True)
+class CachedVerdict:
+    """A `CodeResult` read back from the cache."""
+
+    status: str
+    detail: str = "verdict cache"
+
+
+def job_key(salt: str, job: CodeJob) -> str:
+    """sha256 over the runner identity and every field of the job, length-prefixed so no
+    two different jobs share a byte string."""
+    h = hashlib.sha256()
+    for part in (salt, job.code, job.tests, repr(float(job.timeout_s)), str(int(job.memory_mb)), job.entry_point):
+        data = part.encode()
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+class CachedRunner:
+    """A `CodeRunner` that runs only the jobs whose verdict is not cached yet (module docstring).
+    `hits` / `runs` count jobs answered from the cache / run by `runner` since construction."""
+
+    def __init__(self, runner: CodeRunner, path: str | Path, salt: str) -> None:
+        if not salt:
+            raise ValueError("a verdict cache needs the runner's identity as its salt")
+        self.runner, self.path, self.salt = runner, Path(path), salt
+        self.hits = self.runs = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, status TEXT NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=120)
+
+    def run_many(self, jobs: Sequence[CodeJob]) -> list[CodeResult]:
+        keys = [job_key(self.salt, job) for job in jobs]
+        known = self._lookup(set(keys))
+        todo = [i for i, key in enumerate(keys) if key not in known]
+        fresh = list(self.runner.run_many([jobs[i] for i in todo])) if todo else []
+        if len(fresh) != len(todo):
+            raise RuntimeError(f"code runner returned {len(fresh)} results for {len(todo)} jobs")
+        results: list[CodeResult] = [CachedVerdict(known[key]) if key in known else None for key in keys]  # type: ignore[misc]
+        for i, result in zip(todo, fresh):
+            results[i] = result
+        self._store({keys[i]: r.status for i, r in zip(todo, fresh) if r.status in KEPT})
+        self.hits += len(jobs) - len(todo)
+        self.runs += len(todo)
+        return results
+
+    def _lookup(self, keys: set[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ordered = sorted(keys)
+        with closing(self._connect()) as db:
+            for start in range(0, len(ordered), 500):  # SQLite's bound-parameter limit
+                chunk = ordered[start:start + 500]
+                rows = db.execute(f"SELECT key, status FROM verdicts WHERE key IN ({','.join('?' * len(chunk))})",
+                                  chunk)
+                found.update(dict(rows.fetchall()))
+        return found
+
+    def _store(self, verdicts: dict[str, str]) -> None:
+        if not verdicts:
+            return
+        with closing(self._connect()) as db, db:
+            db.executemany("INSERT OR IGNORE INTO verdicts (key, status) VALUES (?, ?)", verdicts.items())
+
+    def close(self) -> None:
+        close = getattr(self.runner, "close", None)
+        if close is not None:
+            close()
