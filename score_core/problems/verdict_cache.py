@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +59,22 @@ class CachedRunner:
         self.runner, self.path, self.salt = runner, Path(path), salt
         self.hits = self.runs = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, status TEXT NOT NULL)")
+        self._create()
+
+    def _create(self, attempts: int = 50) -> None:
+        """WAL journal and the table. Switching the journal mode takes an exclusive lock that
+        SQLite's busy timeout does not wait for, so two graders opening the file at once
+        (cells side by side) retry here instead of failing with "database is locked"."""
+        for attempt in range(attempts):
+            try:
+                with closing(self._connect()) as db, db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, status TEXT NOT NULL)")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=120)
