@@ -38,9 +38,7 @@ def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
     from score_core.method.plan import method_plan
     from score_core.steps.grade import grade_step
     from score_core.steps.prepare import prepare_problems
-    from score_core.steps.rollout import rollout_step
-    from score_core.steps.train import train_step
-    from tasks.report import write_report
+    from tasks.pipeline_tasks import _code_runner
 
     def step(key: str, fn: Any, *a: Any, **kw: Any) -> Any:
         t0 = time.time()
@@ -52,6 +50,23 @@ def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
     prep = step("prepare_data", prepare_problems, cfg, run)
     data = {f"{r}_{k}": v for r, rec in prep.items() for k, v in rec.items()}
     base = cfg.model.path
+    runner = _code_runner(cfg, data["train_path"], str(run))  # the flow's sandbox + verdict cache
+    grading = dict(math_timeout_s=cfg.grading.math_timeout_s, code_runner=runner,
+                   code_timeout_s=cfg.grading.code_timeout_s, code_memory_mb=cfg.grading.code_memory_mb)
+    try:
+        _direct_steps(cfg, run, step, data, base, grading)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def _direct_steps(cfg: Any, run: Path, step: Any, data: dict, base: str, grading: dict) -> None:
+    from score_core.method.plan import method_plan
+    from score_core.steps.grade import grade_step
+    from score_core.steps.rollout import rollout_step
+    from score_core.steps.train import train_step
+    from tasks.report import write_report
+
     traces = run / "traces"
 
     def evaluate(model: str, stage: str, it: int) -> dict:
@@ -60,7 +75,7 @@ def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
              stage=stage, iteration=it, k=1, temperature=0.0, max_new_tokens=cfg.eval.max_new_tokens,
              batch_size=cfg.eval.batch_size, seed=cfg.train.seed, dtype=cfg.model.dtype)
         out = step(f"grade/eval_{stage}_it{it:03d}", grade_step, raw, data["eval_path"],
-                   raw.replace("_raw", ""), math_timeout_s=cfg.grading.math_timeout_s)
+                   raw.replace("_raw", ""), **grading)
         return {"stage": stage, "iteration": it, "model": model, **out}
 
     evals = [evaluate(base, "base", 0)]
@@ -70,7 +85,7 @@ def direct_iteration(cfg: Any, run: Path, windows: list) -> None:
          max_new_tokens=cfg.rollout.max_new_tokens, batch_size=cfg.rollout.batch_size,
          seed=cfg.train.seed + 1000, limit=cfg.train.prompts_per_iteration, offset=0, dtype=cfg.model.dtype)
     graded = step("grade/rollout_stage1_it001", grade_step, raw, data["train_path"],
-                  raw.replace("_raw", ""), math_timeout_s=cfg.grading.math_timeout_s)
+                  raw.replace("_raw", ""), **grading)
     ckpt = str(run / "checkpoints" / "it001_stage1")
     stage1 = method_plan("score", cfg.train.model_copy(update={"schedule": ["stage1"]}))[0]
     tr = step("train/stage1/it001", train_step, cfg, base, base, graded["path"], data["train_path"],

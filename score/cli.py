@@ -125,6 +125,9 @@ def _optional_hooks(sub: Any, bench_sub: Any) -> None:
 
     add_deploy_command(sub)
     add_pipeline_bench(bench_sub)
+    from score.bench_grading_cli import add_bench_command as add_grading_bench
+
+    add_grading_bench(bench_sub)
     from score.bench_cli import add_bench_commands as add_speed_benches
     from score.eval_cli import add_commands as add_eval_command
 
