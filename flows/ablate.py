@@ -66,9 +66,14 @@ def run_cell(config_path: str, overrides: dict[str, Any], base_name: str, base_d
     t0 = time.perf_counter()
     result = score_pipeline.with_options(flow_run_name=f"{base_name}/{method}/seed{seed}")(
         config_path=config_path, overrides=cell, run_dir=run_dir)
-    final = result["evals"][-1]
-    return {"base": base_name, "method": method, "seed": seed, "run_dir": run_dir, "eval_path": final["path"],
-            "metrics": {k: final[k] for k in TABLE_KEYS if k in final}, "wall_s": time.perf_counter() - t0}
+    return cell_record(base_name, method, seed, run_dir, result["evals"][-1], time.perf_counter() - t0)
+
+
+def cell_record(base: str, method: str, seed: int, run_dir: str, final: dict[str, Any], wall_s: float
+                ) -> dict[str, Any]:
+    """What a finished cell contributes to the table: its final held-out evaluation."""
+    return {"base": base, "method": method, "seed": seed, "run_dir": run_dir, "eval_path": final["path"],
+            "metrics": {k: final[k] for k in TABLE_KEYS if k in final}, "wall_s": wall_s}
 
 
 @flow(name="score_ablate", log_prints=True)

@@ -18,6 +18,7 @@ EPILOG = """examples:
   score ablate configs/ablate_debug.yaml --seeds 3            # the debug-scale comparison
   score ablate configs/ablate_debug.yaml --seeds 1 --methods base score multi_turn_rl
   score ablate configs/ablate_debug.yaml --set data.eval.split=dev --results-md ''   # tune on dev
+  score ablate configs/ablate_debug.yaml --seeds 3 --partial   # the cells finished so far (runs nothing)
 """
 
 
@@ -33,6 +34,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown --methods {bad}; choose from {', '.join(METHODS)}")
     if args.seeds < 1 or args.workers < 1:
         raise ValueError("--seeds and --workers must be ≥ 1")
+    if args.partial:
+        from flows.ablate_partial import write_partial
+
+        command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
+        path = write_partial(str(Path(args.config).resolve()), args.seeds, args.methods or list(METHODS),
+                             args.base_seeds, args.out, overrides or None, command)
+        print(path.read_text() + f"\npartial table: {path}")
+        return 0
     check_sandbox_engine(cfg)  # a code family: the Docker engine answers before any work
     restore = guard_descendants()  # nothing this command starts outlives it (kill -9 included)
     try:
@@ -63,4 +72,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--results-md", default="docs/RESULTS.md",
                    help="also write RESULTS.md here (default docs/RESULTS.md; '' to skip)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--partial", action="store_true",
+                   help="run nothing: write --out/RESULTS.partial.md from the cells finished so far (same "
+                   "arguments as the ablation; safe while it runs; docs/ untouched)")
     p.set_defaults(func=cmd_ablate)

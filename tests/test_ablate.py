@@ -103,3 +103,33 @@ def test_flow_run_has_a_progress_card_that_ends_with_every_cell_done(ablation):
     card = cards[0]
     assert card.data == 100.0 and card.description.startswith(f"**score ablate**: {len(METHODS)}/{len(METHODS)} cells")
     assert f"[ablate] {len(METHODS)}/{len(METHODS)} cells done · debug-seed0/" in card.description
+
+
+def test_partial_table_of_the_finished_cells_matches_the_finished_ablation(ablation, tmp_path):
+    """`score ablate --partial` on a copy of the run with two cells' reports removed (as if
+    they were still running): the other rows are exactly the finished ablation's, the two
+    are named missing, and nothing but RESULTS.partial.md and its plots is written."""
+    import shutil
+
+    from flows.ablate_partial import write_partial
+
+    out, result = ablation
+    run = tmp_path / "run"
+    shutil.copytree(out / "run", run)
+    for method in ("star", "score"):
+        (run / "cells" / "debug-seed0" / f"{method}-seed0" / "metrics.json").unlink()
+    before = {p.name for p in run.iterdir()}
+    path = write_partial(str(TINY), 1, METHODS, [0], str(run), command="score ablate tiny --partial")
+    assert {p.name for p in run.iterdir()} - before == {"RESULTS.partial.md", "partial_ablation.png",
+                                                         "partial_reward_curves.png"}
+    text = path.read_text()
+    assert "8 of 10 planned cells finished; missing: debug-seed0/star/seed0, debug-seed0/score/seed0" in text
+    full = {r["method"]: r for r in result["rows"]}
+    for method in set(METHODS) - {"star", "score"}:
+        r = full[method]
+        acc1, acc2 = 100 * r["accuracy_t1"][0], 100 * r["accuracy_t2"][0]
+        assert f"| {method} | 1 | {acc1:.1f} | {acc2:.1f} |" in text, method
+    assert "| score | 1 |" not in text and "| star | 1 |" not in text
+    shutil.rmtree(run / "cells")
+    with pytest.raises(ValueError, match="no finished cell"):
+        write_partial(str(TINY), 1, METHODS, [0], str(run))
