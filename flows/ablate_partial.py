@@ -43,7 +43,7 @@ def finished_cells(out_dir: str, cells: Sequence[tuple[str, str, int]]) -> tuple
 
 
 def write_partial(config_path: str, seeds: int, methods: Sequence[str], base_seeds: Sequence[int], out_dir: str,
-                  overrides: Optional[dict[str, Any]] = None, command: str = "") -> Path:
+                  overrides: Optional[dict[str, Any]] = None, command: str = "", workers: int = 2) -> Path:
     """Write `<out_dir>/RESULTS.partial.md` from the finished cells; returns its path."""
     from flows.ablate import _paired_intervals, _reward_curves
     from tasks.plots import plot_ablation, plot_reward_curves
@@ -60,7 +60,7 @@ def write_partial(config_path: str, seeds: int, methods: Sequence[str], base_see
     first = min(os.path.getmtime(Path(c["run_dir"]) / "config.json") for c in results)
     meta = {"command": command, "config": config_path, "methods": list(methods), "seeds": list(range(seeds)),
             "wall_s": max(os.path.getmtime(p) for p in reports) - first, "invocations": 1,
-            "cpus": os.cpu_count(), "n_eval": results[0]["metrics"].get("n"),
+            "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
             "finished": "— PARTIAL (see the banner)"}
     boot, curves = _paired_intervals(results), _reward_curves(results)
     plot = plot_ablation(rows, out / "partial_ablation.png")

@@ -39,7 +39,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
         command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
         path = write_partial(str(Path(args.config).resolve()), args.seeds, args.methods or list(METHODS),
-                             args.base_seeds, args.out, overrides or None, command)
+                             args.base_seeds, args.out, overrides or None, command, args.workers)
         print(path.read_text() + f"\npartial table: {path}")
         return 0
     check_sandbox_engine(cfg)  # a code family: the Docker engine answers before any work
