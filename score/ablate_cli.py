@@ -34,10 +34,10 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown --methods {bad}; choose from {', '.join(METHODS)}")
     if args.seeds < 1 or args.workers < 1:
         raise ValueError("--seeds and --workers must be ≥ 1")
+    command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
     if args.partial:
         from flows.ablate_partial import write_partial
 
-        command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
         path = write_partial(str(Path(args.config).resolve()), args.seeds, args.methods or list(METHODS),
                              args.base_seeds, args.out, overrides or None, command, args.workers)
         print(path.read_text() + f"\npartial table: {path}")
@@ -48,7 +48,6 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         quiet_prefect()
         from flows.ablate import score_ablate
 
-        command = "score ablate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["ablate"] else ""
         score_ablate(config_path=str(Path(args.config).resolve()), seeds=args.seeds, methods=args.methods,
                      base_seeds=args.base_seeds, out_dir=args.out, workers=args.workers,
                      overrides=overrides or None, results_md=args.results_md or None, command=command)
