@@ -175,6 +175,17 @@ def _timed_run(mode: str, config: str, overrides: dict, run: Path, sink: str) ->
     return split(read_lines(sink), windows, t0, t1)
 
 
+def debug_base_once(cfg: Any, out: Path) -> Path:
+    """`out/base`: the config's debug base, pre-trained on the first call only (not timed)."""
+    from score_core.generation.debug_model import pretrain_debug_base
+
+    base = out / "base"
+    if not (base / "config.json").is_file():
+        print(f"pre-training the debug base model once ({cfg.model.debug_base.steps} steps, not timed)")
+        pretrain_debug_base(cfg.model.debug_base, base)
+    return base
+
+
 def run_bench(config: str, overrides: dict, out: Path, repeats: int, prompts: list[int],
               modes: list[str]) -> dict[str, Any]:
     from prefect import flow
@@ -182,7 +193,6 @@ def run_bench(config: str, overrides: dict, out: Path, repeats: int, prompts: li
     from flows.bench_split import mean_splits, with_prefect
     from score_core import timing
     from score_core.config import load_config
-    from score_core.generation.debug_model import pretrain_debug_base
     from tasks.isolation import warm_up
 
     out.mkdir(parents=True, exist_ok=True)
@@ -190,10 +200,7 @@ def run_bench(config: str, overrides: dict, out: Path, repeats: int, prompts: li
     Path(sink).unlink(missing_ok=True)
     os.environ[timing.ENV] = sink  # before the forkserver starts: its children inherit it
     cfg0 = load_config(config, overrides)
-    base = out / "base"
-    if not (base / "config.json").is_file():
-        print(f"pre-training the debug base model once ({cfg0.model.debug_base.steps} steps, not timed)")
-        pretrain_debug_base(cfg0.model.debug_base, base)
+    base = debug_base_once(cfg0, out)
     overrides = {**overrides, "model.path": str(base), "train.schedule": ["stage1"], "eval.every_iteration": True}
     t0 = time.perf_counter()
     flow(name="bench-warmup")(lambda: None)()

@@ -60,15 +60,12 @@ def _grade_all(cfg: Any, pool: Any, raws: list[str], train_path: str, out: Path,
 def run_bench_grading(config: str, overrides: dict, out: Path, cells: int, prompts: int) -> dict[str, Any]:
     from sandbox import SandboxPool
     from score_core.config import load_config
-    from score_core.generation.debug_model import pretrain_debug_base
+    from flows.bench import debug_base_once
     from score_core.steps.prepare import prepare_problems
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = load_config(config, overrides)
-    base = out / "base"
-    if not (base / "config.json").is_file():
-        print(f"pre-training the debug base model once ({cfg.model.debug_base.steps} steps, not timed)")
-        pretrain_debug_base(cfg.model.debug_base, base)
+    base = debug_base_once(cfg, out)
     train_path = prepare_problems(cfg, out / "run")["train"]["path"]
     raws = _rollouts(cfg, base, train_path, out, cells, prompts)
     with SandboxPool(slots=cfg.grading.sandbox_slots, progress=False) as pool:

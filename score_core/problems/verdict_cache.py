@@ -52,7 +52,8 @@ def job_key(salt: str, job: CodeJob, as_program: bool = True) -> str:
     program it is, `comment_free`; its raw text with `as_program=False`, the baseline of
     `score bench grading`), length-prefixed so no two different jobs share a byte string."""
     h = hashlib.sha256()
-    for part in (salt, comment_free(job.code) if as_program else job.code, job.tests, repr(float(job.timeout_s)), str(int(job.memory_mb)), job.entry_point):
+    code = comment_free(job.code) if as_program else job.code
+    for part in (salt, code, job.tests, repr(float(job.timeout_s)), str(int(job.memory_mb)), job.entry_point):
         data = part.encode()
         h.update(len(data).to_bytes(8, "big") + data)
     return h.hexdigest()
