@@ -1,4 +1,4 @@
-"""`score bench rollout` and `score bench train`: ratios against a baseline run alongside.
+"""`score bench rollout`, `decode-cache` and `train`: ratios against a baseline run alongside.
 
 Hooked into `score bench` by `score.cli._optional_hooks`. Timings on a shared CPU are
 noisy: read the ratios, not the absolute numbers.
@@ -15,6 +15,10 @@ ROLLOUT_HELP = """examples:
   score bench rollout --pretrain-steps 300              # a quickly pre-trained debug model (varied lengths)
   score bench rollout --model models/smollm2-135m-instruct --max-new-tokens 48 --json
   score bench rollout --engine vllm --model models/smollm2-135m-instruct   # + vLLM (scripts/ensure_vllm.sh)
+"""
+CACHE_HELP = """examples:
+  score bench decode-cache --model runs/code/bases/debug-seed0 --family synth_code --threads 1
+  score bench decode-cache --pretrain-steps 300          # a quickly pre-trained debug model
 """
 TRAIN_HELP = """examples:
   score bench train                                     # debug model, one Stage II step
@@ -57,10 +61,12 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any, str]:
     return model, tok, name
 
 
-def _problems(n: int, seed: int) -> list[Any]:
-    from score_core.problems.synthetic import make_problems
+def _problems(n: int, seed: int, family: str = "synth_linear") -> list[Any]:
+    from score_core.problems import synthetic, synthetic_code
 
-    return make_problems("synth_linear", n, seed, "eval")
+    if family == "synth_code":
+        return synthetic_code.make_problems(n, seed, "eval")
+    return synthetic.make_problems(family, n, seed, "eval")
 
 
 def cmd_bench_rollout(args: argparse.Namespace) -> int:
@@ -95,6 +101,29 @@ def cmd_bench_rollout(args: argparse.Namespace) -> int:
             t = res["vllm_timing"]
             print(f"  vLLM engine start {t['engine_start_s']:.1f} s; in-place weight sync {t['weight_sync_s']:.2f} s "
                   f"vs a rebuilt engine {t['rebuild_s']:.1f} s: {t['saving_per_iteration_s']:.1f} s saved per iteration")
+    return 0 if res["identical"] else 1
+
+
+def cmd_bench_decode_cache(args: argparse.Namespace) -> int:
+    from score_core.tools.bench_kv_cache import bench_kv_cache
+
+    model, tok, name = _model(args)
+    res = bench_kv_cache(model, tok, _problems(args.prompts, args.seed, args.family), k=args.k,
+                         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                         temperature=args.temperature, repeats=args.repeats, seed=args.seed)
+    res = {"model": name, "family": args.family, "threads": __import__("torch").get_num_threads(), **res}
+    if args.json:
+        print(json.dumps(res))
+        return 0 if res["identical"] else 1
+    print(f"model {name}, {args.prompts} {args.family} prompts × k {args.k} = {res['episodes']} two-attempt "
+          f"episodes, T {res['temperature']}, batch {res['batch_size']}, ≤{res['max_new_tokens']} new tokens/turn, "
+          f"{res['threads']} thread(s), median of {res['repeats']}")
+    for m in ("dynamic", "growing"):
+        r = res[m]
+        print(f"  {m:<8} {r['tokens']:>7} tokens {r['seconds']:8.2f} s {r['tokens_per_s']:9.1f} tok/s")
+    print(f"  growing vs dynamic (transformers' DynamicCache): ×{res['ratio_growing_vs_dynamic']:.2f} tokens/s")
+    print(f"  same sampled tokens: {res['identical']} ({res['mismatched_rows']} of {res['episodes']} episodes "
+          f"differ); max |Δ log p| {res['max_logp_diff']:.1e}")
     return 0 if res["identical"] else 1
 
 
@@ -145,6 +174,18 @@ def add_bench_commands(bench_sub: Any) -> None:
                     help="vllm: also the vLLM rollout engine on the same prompts (its engine start, "
                     "weight sync and a rebuild timed once)")
     ro.set_defaults(func=cmd_bench_rollout)
+    dc = bench_sub.add_parser("decode-cache", help="the engine's in-place KV cache vs transformers' DynamicCache",
+                              description="Sampled two-attempt rollouts (k per prompt) through the pipeline's "
+                              "engine with its in-place KV cache and with transformers' DynamicCache "
+                              "(torch.cat per step), same RNG seed; prints tokens/s, the ratio and whether both "
+                              "sampled the same tokens (exit 1 if not).", epilog=CACHE_HELP, formatter_class=fmt)
+    _common(dc)
+    dc.set_defaults(prompts=256, max_new_tokens=36)
+    dc.add_argument("--family", choices=["synth_linear", "synth_code"], default="synth_linear")
+    dc.add_argument("--k", type=int, default=4, help="samples per prompt (default 4)")
+    dc.add_argument("--batch-size", type=int, default=512, help="rows decoded together (default 512)")
+    dc.add_argument("--temperature", type=float, default=1.0)
+    dc.set_defaults(func=cmd_bench_decode_cache)
     tr = bench_sub.add_parser("train", help="a Stage II step through the trainer vs a plain PyTorch loop",
                               description="The same Stage II batch, one optimizer step through "
                               "trainer.train_on_episodes and through a plain PyTorch loop; prints tokens/s "

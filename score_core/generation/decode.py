@@ -12,6 +12,8 @@ rows (sorted by turn-1 prompt length, so left padding is small):
    (right-aligned, left holes masked) and ONE forward reads every row's [y1's unfed tail]
    ⊕ p — x ⊕ y1 is never recomputed — then y2 is decoded as in 2. Further attempts
    (`n_turns` > 2) repeat 3.
+The caches append in place (`kv_cache.growing_cache`: a buffer that doubles, not a
+`torch.cat` per step — the same keys and values in the same positions).
 
 Invariant (asserted after every forward): the attention mask has exactly one column per
 cached position, `mask.shape[1] == cache length`, in every turn, whether or not the batch has
@@ -33,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+
+from score_core.generation.kv_cache import growing_cache
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,12 @@ def decode_turns(
     pad_id: int,
     progress: Optional[Callable[[int], None]] = None,
     n_turns: Optional[int] = None,
+    new_cache: Callable[[Any], Any] = growing_cache,
 ) -> list[tuple[Generation, ...]]:
     """One (suffixes None) or `n_turns` (default 2) turns per prompt; turn t+1 continues
     prompt ⊕ y1 ⊕ suffix ⊕ … ⊕ yt ⊕ suffix (the same suffix after every attempt).
+    `new_cache(model.config)` builds each KV cache (`kv_cache.growing_cache`; transformers'
+    `DynamicCache` is the baseline of `score bench decode-cache`).
 
     Returns, in prompt order, a tuple of one Generation per turn.
     """
@@ -78,7 +85,7 @@ def decode_turns(
         idx = order[start:start + batch_size]
         bucket = _decode_bucket(
             model, [prompts[i] for i in idx], None if suffixes is None else [suffixes[i] for i in idx],
-            max_new_tokens, temperature, eos_ids, pad_id, progress, n_turns)
+            max_new_tokens, temperature, eos_ids, pad_id, progress, n_turns, new_cache)
         for i, gens in zip(idx, bucket):
             out[i] = gens
     return out  # type: ignore[return-value]
@@ -96,9 +103,8 @@ def _next_tokens(logits: torch.Tensor, temperature: float) -> tuple[list[int], l
     return tokens.tolist(), logp.tolist()
 
 
-def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, ...]:
-    from transformers import DynamicCache
-
+def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: Any,
+             new_cache: Callable[[Any], Any]) -> tuple[Any, ...]:
     width = max(len(p) for p in prompts)
     input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (B, T) left-padded x
     mask = torch.zeros((len(prompts), width), dtype=torch.long)  # (B, T) 1 = real token
@@ -106,7 +112,7 @@ def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, device: 
         input_ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
         mask[row, width - len(p):] = 1
     positions = (mask.cumsum(1) - 1).clamp(min=0)  # (B, T) each row counts from 0
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model.config)
     logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                    position_ids=positions.to(device), cache=cache, use_cache=True,
                    logits_to_keep=1).logits[:, -1]  # (B, V)
@@ -124,7 +130,7 @@ def _check_aligned(cache: Any, mask: torch.Tensor) -> None:
 class _Batch:
     """The rows decoding together: their KV cache and per-row bookkeeping."""
 
-    cache: Any  # DynamicCache, (B, H, L, D) per layer
+    cache: Any  # kv_cache.growing_cache (a DynamicCache), (B, H, L, D) per layer
     mask: torch.Tensor  # (B, L) 1 = real token in the cache (0 = left padding or a hole); L = cache length
     next_pos: torch.Tensor  # (B,) position id of each row's next token
     logits: torch.Tensor  # (B, V) next-token logits
@@ -144,14 +150,15 @@ class _Parked:
 def _decode_bucket(
     model: Any, prompts: list[Sequence[int]], suffixes: Optional[list[Sequence[int]]],
     max_new_tokens: int, temperature: float, eos_ids: set[int], pad_id: int,
-    progress: Optional[Callable[[int], None]], n_turns: int,
+    progress: Optional[Callable[[int], None]], n_turns: int, new_cache: Callable[[Any], Any],
 ) -> list[tuple[Generation, ...]]:
     device = next(model.parameters()).device
-    batch: Optional[_Batch] = _Batch(*_prefill(model, prompts, pad_id, device), rows=list(range(len(prompts))))
+    batch: Optional[_Batch] = _Batch(*_prefill(model, prompts, pad_id, device, new_cache),
+                                     rows=list(range(len(prompts))))
     out: list[list[Generation]] = [[] for _ in prompts]
     for turn in range(n_turns):
         if turn > 0:
-            batch = _resume(model, parked, suffixes, pad_id, device)  # type: ignore[arg-type]
+            batch = _resume(model, parked, suffixes, pad_id, device, new_cache)  # type: ignore[arg-type]
         parked = _decode_turn(model, batch, out, max_new_tokens, temperature, eos_ids, progress,
                               park=turn + 1 < n_turns)
     return [tuple(g) for g in out]
@@ -203,11 +210,9 @@ def _decode_turn(
 
 
 def _resume(model: Any, parked: dict[int, _Parked], suffixes: list[Sequence[int]], pad_id: int,
-            device: Any) -> _Batch:
+            device: Any, new_cache: Callable[[Any], Any]) -> _Batch:
     """Re-batch parked rows: their caches right-aligned (left holes masked), then one forward
     over [tail ⊕ p] per row, right-aligned in a block (holes masked). No x ⊕ y is recomputed."""
-    from transformers import DynamicCache
-
     rows = sorted(parked)
     for r in rows:
         if parked[r].mask.shape[1] != parked[r].kv[0][0].shape[2]:
@@ -216,7 +221,7 @@ def _resume(model: Any, parked: dict[int, _Parked], suffixes: list[Sequence[int]
     width = max(parked[r].mask.shape[1] for r in rows)
     blocks = [parked[r].tail + list(suffixes[r]) for r in rows]
     c = max(map(len, blocks))
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model.config)
     for layer in range(len(parked[rows[0]].kv)):
         keys = torch.cat([_left_pad(parked[r].kv[layer][0], width) for r in rows])  # (B, H, L, D)
         values = torch.cat([_left_pad(parked[r].kv[layer][1], width) for r in rows])  # (B, H, L, D)
