@@ -58,7 +58,7 @@ def test_a_view_handed_out_earlier_is_not_changed_by_later_appends() -> None:
     assert torch.equal(parked, k[1:2]) and torch.equal(grow.keys[:, :, :3], k)
 
 
-def test_growing_cache_swaps_only_plain_dynamic_layers() -> None:
+def test_growing_cache_gives_every_llama_layer_an_in_place_buffer() -> None:
     tok = build_tokenizer()
     model = build_model(DebugBaseConfig(), tok)
     cache = growing_cache(model.config)

@@ -3,7 +3,7 @@
 transformers' `DynamicLayer.update` appends a decoding step's keys/values with
 `torch.cat([cache, new])`: every step copies the whole cache, so decoding L tokens copies
 O(L²) — for the debug model (3 layers, 512 rows, ≤ 100 positions) `torch.cat` was 3.0 s of
-an 8.9 s rollout of 1024 episodes (`score bench rollout --decode-cache`, docs/BENCHMARKS.md).
+an 8.9 s rollout of 1024 episodes (cProfile; `score bench decode-cache`, docs/BENCHMARKS.md).
 `GrowingLayer` keeps a buffer with spare capacity along the sequence axis and writes each
 step in place (amortised O(1) per token; the buffer doubles when full); `keys`/`values`
 are views of its filled part, so every reader (attention, `get_seq_length`, the decoder's
@@ -53,7 +53,7 @@ class GrowingLayer(DynamicLayer):
         """Append (B, H, n, D) keys/values in place; returns the filled views (B, H, length + n, D)."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        n, end = key_states.shape[-2], self._length + key_states.shape[-2]
+        end = self._length + key_states.shape[-2]
         if self._key_buf is None or self._key_buf.dim() < 3 or end > self._key_buf.shape[-2]:
             self._grow(key_states, value_states, max(MIN_CAPACITY, 2 * end))
         self._key_buf[:, :, self._length:end] = key_states
