@@ -7,7 +7,8 @@
 Cells run `workers` at a time (each pipeline's steps in their own child processes with
 `torch_threads` threads), all as subflows visible in the Prefect UI. Every cell resumes
 from its own ledger, so re-running the command after an interruption redoes only the
-unfinished cells.
+unfinished cells; the table's wall time is summed over all invocations on the output
+directory, killed ones included (`score_core.tools.wall_clock`, `<out>/wall.json`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from prefect import flow, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from score_core.tools.ablation import DETERMINISTIC, results_markdown, summarise
+from score_core.tools.wall_clock import WallClock
 from score_core.config import load_config
 from score_core.method.plan import METHODS
 from score_core.schema import atomic_write_text
@@ -81,8 +83,8 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
                  base_seeds: Sequence[int] = (0, 1), out_dir: str = "runs/ablate", workers: int = 2,
                  overrides: Optional[dict[str, Any]] = None, results_md: Optional[str] = "docs/RESULTS.md",
                  command: str = "") -> dict[str, Any]:
-    """Run the comparison and write table, plot and RESULTS.md (see module docstring)."""
-    t0 = time.perf_counter()
+    """Run the comparison and write table, plot and RESULTS.md (see module docstring). The wall
+    time in the table is summed over every invocation on `out_dir` (`<out_dir>/wall.json`)."""
     methods = list(methods or METHODS)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -93,6 +95,19 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
                  "orchestration.torch_threads": max(1, (os.cpu_count() or 1) // workers)}
     cfg = load_config(config_path, overrides)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with WallClock(out_dir, legacy=_previous_meta(out_dir)) as clock:  # killed invocations count too
+        results, rows, bases = _run_cells(config_path, overrides, cfg, methods, seeds, base_seeds, out_dir, workers)
+        wall_s, invocations = clock.totals()
+        meta = {"command": command or f"score ablate {config_path} --seeds {seeds}", "config": config_path,
+                "methods": methods, "seeds": list(range(seeds)), "wall_s": wall_s, "invocations": invocations,
+                "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
+                "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        return _write_outputs(out_dir, results, rows, meta, results_md)
+
+
+def _run_cells(config_path: str, overrides: dict[str, Any], cfg: Any, methods: list[str], seeds: int,
+               base_seeds: Sequence[int], out_dir: str, workers: int) -> tuple[list, list, dict[str, str]]:
+    """Bases, then every (base, method, seed) cell `workers` at a time → (cell records, table rows, bases)."""
     bases = _bases(config_path, overrides, cfg.model.path, base_seeds, out_dir, workers)
     first = {"score": 0, "multi_turn_rl": 1}  # the headline comparison finishes first
     cells = sorted(((name, path, m, s) for name, path in bases.items() for m in methods
@@ -105,14 +120,7 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
         _report_progress(futures, [c[2] for c in cells], len(cfg.train.schedule), workers)
         results = [f.result() for f in futures]
     rows = sorted(summarise(results), key=lambda r: (list(bases).index(r["base"]), methods.index(r["method"])))
-    previous = _previous_meta(out_dir)
-    meta = {"command": command or f"score ablate {config_path} --seeds {seeds}", "config": config_path,
-            "methods": methods, "seeds": list(range(seeds)),
-            "wall_s": previous.get("wall_s", 0.0) + time.perf_counter() - t0,  # summed over invocations
-            "invocations": previous.get("invocations", 0) + 1,
-            "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
-            "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    return _write_outputs(out_dir, results, rows, meta, results_md)
+    return results, rows, bases
 
 
 def _report_progress(futures: list[Any], methods: list[str], n_iterations: int, workers: int) -> None:
@@ -135,7 +143,8 @@ def _report_progress(futures: list[Any], methods: list[str], n_iterations: int, 
 
 
 def _previous_meta(out_dir: str) -> dict[str, Any]:
-    """The meta record of an earlier invocation on `out_dir` (resumed runs add up wall time)."""
+    """The meta record of an earlier finished invocation on `out_dir` (the wall time of a run
+    directory written before `wall.json` existed)."""
     path = Path(out_dir) / "ablation.json"
     return json.loads(path.read_text()).get("meta", {}) if path.is_file() else {}
 

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 from score_core.config import load_config
 from score_core.schema import atomic_write_text
 from score_core.tools.ablation import DETERMINISTIC, results_markdown, summarise
+from score_core.tools.wall_clock import read_invocations, totals
 
 
 def planned_cells(bases: Sequence[str], methods: Sequence[str], seeds: int) -> list[tuple[str, str, int]]:
@@ -57,17 +58,24 @@ def write_partial(config_path: str, seeds: int, methods: Sequence[str], base_see
     out = Path(out_dir)
     rows = sorted(summarise(results), key=lambda r: (bases.index(r["base"]), list(methods).index(r["method"])))
     reports = [Path(c["run_dir"]) / "metrics.json" for c in results]
-    first = min(os.path.getmtime(Path(c["run_dir"]) / "config.json") for c in results)
+    records = read_invocations(out)
+    if records:  # the ablation's own clock: every invocation so far, the running one up to its last beat
+        wall_s, invocations = totals(records)
+        wall_note = "Wall time here is the ablation's own, summed over its invocations so far (`wall.json`)."
+    else:
+        first = min(os.path.getmtime(Path(c["run_dir"]) / "config.json") for c in results)
+        wall_s, invocations = max(os.path.getmtime(p) for p in reports) - first, 1
+        wall_note = "Wall time here runs from the first finished cell's start to the last one's end."
     meta = {"command": command, "config": config_path, "methods": list(methods), "seeds": list(range(seeds)),
-            "wall_s": max(os.path.getmtime(p) for p in reports) - first, "invocations": 1,
+            "wall_s": wall_s, "invocations": invocations,
             "cpus": os.cpu_count(), "workers": workers, "n_eval": results[0]["metrics"].get("n"),
             "finished": "— PARTIAL (see the banner)"}
     boot, curves = _paired_intervals(results), _reward_curves(results)
     plot = plot_ablation(rows, out / "partial_ablation.png")
     plot_reward_curves(curves, out / "partial_reward_curves.png")
     banner = (f"> **Partial table**: {len(results)} of {len(cells)} planned cells finished; "
-              f"missing: {', '.join(missing) or 'none'}. Wall time here runs from the first finished cell's "
-              f"start to the last one's end. Rows with fewer seeds have wider intervals; a goal check over "
+              f"missing: {', '.join(missing) or 'none'}. {wall_note} Rows with fewer seeds have wider "
+              f"intervals; a goal check over "
               f"a missing method says 'not run'.\n\n")
     text = results_markdown(rows, meta, plot.name, boot, curves)
     head, rest = text.split("\n", 1)

@@ -133,3 +133,30 @@ def test_partial_table_of_the_finished_cells_matches_the_finished_ablation(ablat
     shutil.rmtree(run / "cells")
     with pytest.raises(ValueError, match="no finished cell"):
         write_partial(str(TINY), 1, METHODS, [0], str(run))
+
+
+def test_wall_time_is_the_ablation_clock_summed_over_invocations(ablation):
+    """The table's wall time is `wall.json`'s: the first invocation's record, then a resumed
+    invocation on the finished run (every cell resumes from its ledger; in place, since a
+    cell's config names its absolute paths — so this test comes last) adds a second record,
+    and the new meta is the sum of both — timed against the test's own clock."""
+    import time
+
+    from flows.ablate import score_ablate
+    from score_core.tools.wall_clock import read_invocations
+
+    out, result = ablation
+    (first,) = read_invocations(out / "run")
+    assert first["ended"] == "finished" and result["meta"]["invocations"] == 1
+    assert 0 < result["meta"]["wall_s"] <= first["wall_s"]  # the meta is taken just before the outputs
+    run = out / "run"
+    t0 = time.perf_counter()
+    again = score_ablate(config_path=str(TINY), seeds=1, methods=METHODS, base_seeds=[0], out_dir=str(run),
+                         workers=2, results_md=None, command="score ablate tiny")
+    resumed_s = time.perf_counter() - t0
+    records = read_invocations(run)
+    assert len(records) == 2 and records[0] == first and records[1]["ended"] == "finished"
+    assert records[1]["wall_s"] <= resumed_s
+    assert again["meta"]["invocations"] == 2
+    assert first["wall_s"] < again["meta"]["wall_s"] <= first["wall_s"] + resumed_s
+    assert again["rows"] == result["rows"]  # resumed, not re-run
