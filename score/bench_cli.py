@@ -1,4 +1,4 @@
-"""`score bench rollout`, `decode-cache` and `train`: ratios against a baseline run alongside.
+"""`score bench rollout`, `decode-cache`, `train` and `floor`: ratios against a baseline run alongside.
 
 Hooked into `score bench` by `score.cli._optional_hooks`. Timings on a shared CPU are
 noisy: read the ratios, not the absolute numbers.
@@ -23,6 +23,12 @@ CACHE_HELP = """examples:
 TRAIN_HELP = """examples:
   score bench train                                     # debug model, one Stage II step
   score bench train --model models/smollm2-135m-instruct --episodes 16 --json
+"""
+FLOOR_HELP = """examples:
+  score bench floor --cell runs/code/cells/debug-seed0/score-seed0 --iteration 16 --threads 1
+  score bench floor --cell runs/ablate/cells/debug-seed1/multi_turn_rl-seed0 --iteration 3 --json
+The cell must be one of a finished (or partly finished) `score ablate` run: the bench replays
+that iteration from its files and checks it did the same work (exit 1 if not).
 """
 
 
@@ -147,6 +153,20 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_floor(args: argparse.Namespace) -> int:
+    import torch
+
+    from score_core.tools.bench_floor import bench_floor, format_floor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    res = bench_floor(args.cell, args.iteration, repeats=args.repeats)
+    print(json.dumps(res) if args.json else format_floor(res))
+    same = res["same_as_the_cell"]  # (other thread counts than the cell's may round differently, not more)
+    ok = same["rollout_rows_differing"] == 0 and same["max_abs_loss_diff"] <= 1e-4
+    return 0 if ok and same["training_steps"][0] == same["training_steps"][1] else 1
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="local HF model dir (default: the debug model)")
     p.add_argument("--pretrain-steps", type=int, default=0,
@@ -195,3 +215,15 @@ def add_bench_commands(bench_sub: Any) -> None:
     tr.add_argument("--token-budget", type=int, default=4096, help="trainer micro-batch token budget")
     tr.add_argument("--bf16", action="store_true", help="bf16 autocast in both loops")
     tr.set_defaults(func=cmd_bench_train)
+    fl = bench_sub.add_parser("floor", help="a table cell's iteration: wall time vs its matmul + attention kernels",
+                              description="Replays one iteration of a `score ablate` cell (its rollout and its "
+                              "training step, from the cell's own files), times it plainly, then splits the "
+                              "kernels' time under torch.profiler into matmul, attention and the rest; prints "
+                              "wall / (matmul + attention): the most that removing everything else could buy.",
+                              epilog=FLOOR_HELP, formatter_class=fmt)
+    fl.add_argument("--cell", required=True, help="a cell's run directory: <ablate out>/cells/<base>/<method>-seed<s>")
+    fl.add_argument("--iteration", type=int, required=True, help="which training iteration (1-based)")
+    fl.add_argument("--repeats", type=int, default=3, help="plain timed runs; the median is reported")
+    fl.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as the table's cells ran)")
+    fl.add_argument("--json", action="store_true", help="print one JSON object")
+    fl.set_defaults(func=cmd_bench_floor)

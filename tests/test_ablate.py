@@ -135,6 +135,37 @@ def test_partial_table_of_the_finished_cells_matches_the_finished_ablation(ablat
         write_partial(str(TINY), 1, METHODS, [0], str(run))
 
 
+def test_floor_bench_replays_a_cells_iteration_and_notices_when_it_does_not(ablation, tmp_path, capsys):
+    """`score bench floor` on the SCoRe cell's Stage II iteration: the replay samples the cell's
+    raw traces row for row and trains with the losses in the cell's checkpoint history (both
+    written by the pipeline's child processes); the kernel split is non-empty and under the
+    wall time. On a copy whose recorded losses were nudged, the same bench exits 1."""
+    import shutil
+
+    from score.cli import main
+
+    out, _ = ablation
+    run = out / "run"
+    cell = run / "cells" / "debug-seed0" / "score-seed0"
+    assert main(["bench", "floor", "--cell", str(cell), "--iteration", "2", "--repeats", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["same_as_the_cell"]["rollout_rows_differing"] == 0
+    assert res["same_as_the_cell"]["training_steps"] == [2, 2] and res["same_as_the_cell"]["max_abs_loss_diff"] <= 1e-4
+    for step in ("rollout", "training"):
+        s = res[step]
+        assert s["matmul_s"] > 0 and s["attention_s"] > 0 and s["floor_s"] == s["matmul_s"] + s["attention_s"]
+    copy = tmp_path / "run"
+    shutil.copytree(run / "bases", copy / "bases")
+    shutil.copytree(cell, copy / "cells" / "debug-seed0" / "score-seed0")
+    history = copy / "cells" / "debug-seed0" / "score-seed0" / "checkpoints" / "it002_stage2.history.json"
+    steps = json.loads(history.read_text())
+    steps[0]["loss"] += 0.01
+    history.write_text(json.dumps(steps))
+    assert main(["bench", "floor", "--cell", str(history.parent.parent), "--iteration", "2", "--repeats", "1"]) == 1
+    capsys.readouterr()
+    assert main(["bench", "floor", "--cell", str(run / "cells" / "debug-seed0" / "star-seed0"), "--iteration", "1"]) == 2
+    assert "replays on-policy RL iterations" in capsys.readouterr().err
+
 def test_wall_time_is_the_ablation_clock_summed_over_invocations(ablation):
     """The table's wall time is `wall.json`'s: the first invocation's record, then a resumed
     invocation on the finished run (every cell resumes from its ledger; in place, since a
