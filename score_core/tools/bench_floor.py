@@ -34,7 +34,6 @@ def cell_iteration(cell_dir: str | Path, iteration: int) -> dict[str, Any]:
     """The files one iteration of a finished ablation cell read: config, previous checkpoint,
     base (π_ref), graded traces and training problems."""
     from score_core.config import RunConfig
-
     from score_core.method.plan import method_plan
 
     cell = Path(cell_dir)
@@ -48,7 +47,11 @@ def cell_iteration(cell_dir: str | Path, iteration: int) -> dict[str, Any]:
     stage = plan.name
     previous = sorted(cell.glob(f"checkpoints/it{iteration - 1:03d}_*"))
     policy = next((str(p) for p in previous if p.is_dir()), None) if iteration > 1 else None
-    base = cell.parent.parent.parent / "bases" / cell.parent.name
+    base = Path(cfg.model.path or "")  # π_ref: the cell's model.path, else its ablation's bases/<base name>
+    if not cfg.model.path or not base.is_dir():
+        base = cell.parent.parent.parent / "bases" / cell.parent.name
+    if not base.is_dir():
+        raise FileNotFoundError(f"{cell}: its base model is neither model.path {cfg.model.path!r} nor {base}")
     traces = cell / "traces" / f"rollout_{stage}_it{iteration:03d}.parquet"
     history = cell / "checkpoints" / f"it{iteration:03d}_{stage}.history.json"
     for f in (traces, history):
