@@ -1,15 +1,15 @@
 """`score bench floor`: how much of a table cell's iteration is arithmetic the model cannot skip.
 
 One iteration of a finished `score ablate` cell is replayed from its own files — the rollout
-of that iteration's prompts from the previous checkpoint (`decode.decode_turns`, the cell's
-k, T, batch and length) and the training step on that iteration's graded traces
+of that iteration's prompts from the previous checkpoint (`rollout.rollout_two_attempts`, the
+pipeline's seed, the cell's k, T, batch and length) and the training step on its graded traces
 (`trainer.train_on_episodes`, the cell's plan, batching and reference) — first timed
 plainly, then under `torch.profiler`, which splits the kernels' own time into
 
 - **matmul**: `aten::mm` / `addmm` / `bmm` / `matmul` (the linear layers, forward and backward);
 - **attention**: the scaled-dot-product-attention kernels, forward and backward;
-- **rest**: everything else (element-wise ops, norms, rotary, softmax/KL, sampling, cache
-  copies, Adam, Python between kernels).
+- **rest**: every other op's own time (element-wise ops, norms, rotary, softmax/KL, sampling,
+  cache copies, Adam). Python between ops is in none of the three: it is part of wall − floor.
 
 `floor` = matmul + attention: what the iteration would cost if every other op were free and
 the linear layers and attention kept this core's speed at these shapes. `ratio` = plain wall
@@ -115,12 +115,11 @@ def same_as_the_cell(c: dict[str, Any], episodes: list[Any], history: list[dict[
     losses against the cell's checkpoint history (both written by the pipeline, not here)."""
     from score_core.schema import read_episodes
 
-    cell = [(e.y1_ids, e.y2_ids) for e in read_episodes(c["raw_traces"])]
+    cell = [(tuple(e.y1_ids), tuple(e.y2_ids)) for e in read_episodes(c["raw_traces"])]
     mine = [(tuple(e.y1_ids), tuple(e.y2_ids)) for e in episodes]
     recorded = json.loads(Path(c["history"]).read_text())
     losses = [abs(a["loss"] - b["loss"]) for a, b in zip(history, recorded)]
-    return {"rollout_rows_differing": sum(tuple(map(tuple, a)) != b for a, b in zip(cell, mine))
-            + abs(len(cell) - len(mine)),
+    return {"rollout_rows_differing": sum(a != b for a, b in zip(cell, mine)) + abs(len(cell) - len(mine)),
             "training_steps": [len(history), len(recorded)], "max_abs_loss_diff": max(losses, default=float("nan"))}
 
 
