@@ -9,6 +9,8 @@ Cells run `workers` at a time (each pipeline's steps in their own child processe
 from its own ledger, so re-running the command after an interruption redoes only the
 unfinished cells; the table's wall time is summed over all invocations on the output
 directory, killed ones included (`score_core.tools.wall_clock`, `<out>/wall.json`).
+Cells share one verdict cache (`<out>/verdicts.sqlite`) and the rollouts of the frozen bases
+(`<out>/shared_rollouts/`): a rollout another cell already drew exactly is copied, not redrawn.
 """
 from __future__ import annotations
 
@@ -78,6 +80,12 @@ def cell_record(base: str, method: str, seed: int, run_dir: str, final: dict[str
             "metrics": {k: final[k] for k in TABLE_KEYS if k in final}, "wall_s": wall_s}
 
 
+# Order of a seed's cells: the headline comparison finishes first; Pair-SFT samples the base in
+# every iteration exactly as STaR-base does, so it runs after it and copies its rollouts
+# (`orchestration.rollout_share`) instead of racing it to sample the same tokens.
+CELL_ORDER = {"score": 0, "multi_turn_rl": 1, "pair_sft": 3}
+
+
 @flow(name="score_ablate", log_prints=True)
 def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[str]] = None,
                  base_seeds: Sequence[int] = (0, 1), out_dir: str = "runs/ablate", workers: int = 2,
@@ -91,6 +99,7 @@ def score_ablate(config_path: str, seeds: int = 3, methods: Optional[Sequence[st
         raise ValueError(f"unknown methods {unknown}; expected some of {METHODS}")
     config_path = str(Path(config_path).resolve())
     overrides = {"orchestration.verdict_cache": str(Path(out_dir).resolve() / "verdicts.sqlite"),  # one for all cells
+                 "orchestration.rollout_share": str(Path(out_dir).resolve() / "shared_rollouts"),  # the bases' rollouts
                  **(overrides or {}), "orchestration.gpu_slots": workers,
                  "orchestration.torch_threads": max(1, (os.cpu_count() or 1) // workers)}
     cfg = load_config(config_path, overrides)
@@ -109,10 +118,9 @@ def _run_cells(config_path: str, overrides: dict[str, Any], cfg: Any, methods: l
                base_seeds: Sequence[int], out_dir: str, workers: int) -> tuple[list, list, dict[str, str]]:
     """Bases, then every (base, method, seed) cell `workers` at a time → (cell records, table rows, bases)."""
     bases = _bases(config_path, overrides, cfg.model.path, base_seeds, out_dir, workers)
-    first = {"score": 0, "multi_turn_rl": 1}  # the headline comparison finishes first
     cells = sorted(((name, path, m, s) for name, path in bases.items() for m in methods
                     for s in (range(1) if m in DETERMINISTIC else range(seeds))),
-                   key=lambda c: (c[3], first.get(c[2], 2)))
+                   key=lambda c: (c[3], CELL_ORDER.get(c[2], 2)))
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = [runner.submit(run_cell, {"config_path": config_path, "overrides": overrides, "base_name": name,
                                             "base_dir": path, "method": m, "seed": s, "out_dir": out_dir})

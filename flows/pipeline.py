@@ -79,7 +79,7 @@ def _stages(cfg: RunConfig, run: str, config_path: str) -> dict[str, Any]:
     for it, step_plan in enumerate(plan, start=1):
         stage = step_plan.name
         sampler = base_dir if step_plan.sample_from == "base" else policy_dir
-        traces = rollout(cfg, run, sampler, data["train_path"], stage, it)
+        traces = rollout(cfg, run, sampler, data["train_path"], stage, it, frozen=sampler == base_dir)
         graded = grade(cfg, run, traces, data["train_path"])
         rollouts.append({"stage": stage, "iteration": it, **graded})
         examples = graded["path"]

@@ -175,6 +175,13 @@ class OrchestrationConfig(_Strict):
         "steps, keyed by program, tests, limits and the sandbox's image, code and slot limits "
         "(score_core/problems/verdict_cache.py); relative paths are in the run directory; null: run every "
         "program. `score ablate` shares one file across its cells.")
+    rollout_share: Optional[str] = Field(
+        None, description="Folder of rollouts of a frozen model (the base: STaR-base and Pair-SFT in every "
+        "iteration, every method's first one) shared across runs: a run whose rollout would draw exactly "
+        "what another run drew (same model files, problems, seed, sampling settings, threads and sampling "
+        "code; HF engine only) copies those traces under its own labels instead of sampling again "
+        "(score_core/steps/rollout_share.py). null: every run samples its own. `score ablate` shares one "
+        "folder across its cells.")
     grading_slots: int = Field(2, ge=1, description="Prefect global concurrency slots for grading tasks "
                                "(sandbox containers are bounded per task by grading.sandbox_slots).")
     concurrency_lease_s: float = Field(

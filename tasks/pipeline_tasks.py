@@ -136,8 +136,10 @@ def pretrain_debug_base(cfg: RunConfig, run_dir: str) -> str:
 
 @task(name="rollout", task_run_name=rollout_name)
 def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, stage: str,
-            iteration: int, evaluation: bool = False) -> str:
-    """Two attempts per problem: k samples at T=1.0 for training, greedy for evaluation."""
+            iteration: int, evaluation: bool = False, frozen: bool = False) -> str:
+    """Two attempts per problem: k samples at T=1.0 for training, greedy for evaluation.
+    `frozen`: `model_dir` is the run's base, never trained: its rollouts may be shared with
+    other runs (`orchestration.rollout_share`)."""
     key = f"{'eval' if evaluation else 'rollout'}/{stage}/it{iteration:03d}"
     out_path = str(Path(run_dir) / "traces" / f"{key.replace('/', '_')}_raw.parquet")
     if evaluation:
@@ -152,6 +154,8 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
 
     if cfg.rollout.engine == "vllm":
         kwargs.update(vllm_max_lora_rank=cfg.model.lora_rank if cfg.model.lora else None)
+    elif frozen and cfg.orchestration.rollout_share:
+        kwargs.update(share_dir=cfg.orchestration.rollout_share)
 
     def run() -> dict[str, Any]:
         with slot("gpu", cfg):
@@ -167,6 +171,7 @@ def rollout(cfg: RunConfig, run_dir: str, model_dir: str, problems_path: str, st
 
     out = once(run_dir, key, run)
     _log(f"{key}: {out['episodes']} episodes, {out['gen_tokens_per_s']:.0f} tok/s"
+         + (" (the same rollout of the frozen base by another run, copied)" if out.get("shared") else "")
          + (f", vLLM engine {'built' if out['vllm_engine_built'] else 'reused'} "
             f"(start {out['vllm_engine_start_s']:.1f} s, weight sync {out['vllm_sync_s']:.2f} s)"
             if "vllm_engine_built" in out else ""))

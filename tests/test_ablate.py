@@ -166,6 +166,29 @@ def test_floor_bench_replays_a_cells_iteration_and_notices_when_it_does_not(abla
     assert main(["bench", "floor", "--cell", str(run / "cells" / "debug-seed0" / "star-seed0"), "--iteration", "1"]) == 2
     assert "replays on-policy RL iterations" in capsys.readouterr().err
 
+def test_cells_copy_the_rollouts_of_the_base_that_another_cell_drew(ablation):
+    """STaR-base and Pair-SFT sample the frozen base in every iteration and every on-policy
+    method samples it in its first: 10 rollouts of the base in this table, 2 distinct ones. Each
+    is drawn by one cell (two at most when cells race) and copied by the others (the copy is
+    checked against a run that shares nothing in tests/test_rollout_share.py)."""
+    out, _ = ablation
+    run = out / "run"
+    frozen = []  # (cell, step, shared?) of every rollout of the frozen base
+    for cell in sorted((run / "cells" / "debug-seed0").iterdir()):
+        steps = json.loads((cell / "steps.json").read_text())
+        frozen += [(cell.name, k, v["shared"]) for k, v in steps.items() if k.startswith("rollout/") and "shared" in v]
+    drawn = [f for f in frozen if not f[2]]
+    assert len(frozen) == 10 and 2 <= len(drawn) <= 4, frozen
+    assert len(list((run / "shared_rollouts").glob("*.json"))) == 2
+
+    def rows(cell: str, name: str) -> list:
+        path = run / "cells" / "debug-seed0" / cell / "traces" / name
+        return [(e.problem_id, e.sample_index, e.y1_ids, e.y2_ids, e.logp1, e.logp2) for e in read_episodes(path)]
+
+    star_base = rows("star_base-seed0", "rollout_star_base_it002_raw.parquet")
+    assert rows("pair_sft-seed0", "rollout_pair_sft_it002_raw.parquet") == star_base and len(star_base) > 0
+
+
 def test_wall_time_is_the_ablation_clock_summed_over_invocations(ablation):
     """The table's wall time is `wall.json`'s: the first invocation's record, then a resumed
     invocation on the finished run (every cell resumes from its ledger; in place, since a

@@ -14,6 +14,7 @@ from score_core.generation.models import is_adapter_dir, load_model, load_tokeni
 from score_core.generation.rollout import rollout_two_attempts
 from score_core.progress import bar
 from score_core.schema import read_problems, write_episodes
+from score_core.steps import rollout_share
 from score_core.timing import phase
 
 
@@ -23,6 +24,7 @@ def rollout_step(
     dtype: str = "float32", limit: Optional[int] = None, offset: int = 0, engine: str = "hf",
     vllm_gpu_memory_utilization: float = 0.4, vllm_tensor_parallel_size: int = 1, turn2_style: str = "score",
     vllm_server: Optional[dict[str, str]] = None, vllm_max_lora_rank: Optional[int] = None,
+    share_dir: Optional[str] = None,
 ) -> dict[str, Any]:
     """Sample k two-attempt episodes per problem with the model at `model_dir`.
 
@@ -33,12 +35,23 @@ def rollout_step(
     sync — and decodes; no engine is built unless the server has none that fits (its first
     rollout, or a restart after it died). Without `vllm_server` a private server is started
     and closed here (an engine start per call). Traces are written only after both attempts
-    came back, atomically: a died engine (`EngineDied`, retried) leaves nothing behind."""
+    came back, atomically: a died engine (`EngineDied`, retried) leaves nothing behind.
+
+    `share_dir` (HF engine, a frozen model only): when another run already sampled exactly
+    this rollout (`rollout_share`), its traces are copied under this run's labels instead."""
     with phase("parquet_io"):
         problems = read_problems(problems_path)
     if limit is not None:
         start = (offset * limit) % max(len(problems), 1)
         problems = (problems[start:] + problems[:start])[:limit]
+    key = _share_key(share_dir if engine == "hf" else None, model_dir, problems, dict(
+        k=k, temperature=temperature, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed,
+        dtype=dtype, turn2_style=turn2_style))
+    if key is not None:
+        with phase("parquet_io"):
+            shared = rollout_share.reuse(share_dir, key, out_path, run_id, stage, iteration)
+        if shared is not None:
+            return shared
     with phase("model_load"):
         tokenizer = load_tokenizer(model_dir)
     model, gen_engine, extra = None, None, {}
@@ -69,8 +82,18 @@ def rollout_step(
     with phase("parquet_io"):
         write_episodes(episodes, out_path)
     n_tok = sum(e.tokens1 + e.tokens2 for e in episodes)
-    return {"path": out_path, "episodes": len(episodes), "gen_tokens": n_tok,
-            "gen_tokens_per_s": n_tok / dt if dt else 0.0, "rollout_s": dt, **extra}
+    record = {"path": out_path, "episodes": len(episodes), "gen_tokens": n_tok,
+              "gen_tokens_per_s": n_tok / dt if dt else 0.0, "rollout_s": dt, **extra}
+    if key is not None:
+        with phase("parquet_io"):
+            rollout_share.publish(share_dir, key, episodes, record)
+        record["shared"] = False
+    return record
+
+
+def _share_key(share_dir: Optional[str], model_dir: str, problems: list, params: dict[str, Any]) -> Optional[str]:
+    """The rollout's key in `share_dir` (None: not shared)."""
+    return rollout_share.share_key(model_dir, problems, params) if share_dir else None
 
 
 def _generation_eos(model_dir: str) -> set[int]:
