@@ -60,13 +60,20 @@ def pretrain_base(config_path: str, overrides: dict[str, Any], base_seed: int, o
 @task(name="ablation-cell", task_run_name="cell · {base_name} · {method} · seed {seed}")
 def run_cell(config_path: str, overrides: dict[str, Any], base_name: str, base_dir: str, method: str,
              seed: int, out_dir: str) -> dict[str, Any]:
-    """One (base, method, seed) pipeline run; returns its final held-out metrics."""
-    from flows.pipeline import score_pipeline
+    """One (base, method, seed) pipeline run; returns its final held-out metrics. A cell an
+    earlier invocation finished (same config) is read from its run directory, not replayed:
+    replaying 30 finished cells' ≈ 3,600 steps through the flow overloaded the embedded
+    Prefect API (503s) when the code table was resumed."""
+    from flows.pipeline import finished_run, score_pipeline
 
     run_dir = str(Path(out_dir) / "cells" / base_name / f"{method}-seed{seed}")
     cell = {**overrides, "model.path": base_dir, "method": method, "train.seed": seed,
             "name": f"ablate-{base_name}-{method}-s{seed}", "eval.every_iteration": False,
             "eval.base": method in DETERMINISTIC}
+    done = finished_run(config_path, cell, run_dir)
+    if done is not None:
+        print(f"{base_name}/{method}/seed{seed}: finished by an earlier invocation, read from {run_dir}")
+        return cell_record(base_name, method, seed, run_dir, done["evals"][-1], 0.0)
     t0 = time.perf_counter()
     result = score_pipeline.with_options(flow_run_name=f"{base_name}/{method}/seed{seed}")(
         config_path=config_path, overrides=cell, run_dir=run_dir)

@@ -128,6 +128,22 @@ def _identity(cfg: RunConfig) -> dict[str, Any]:
     return cfg.model_dump(mode="json", exclude={"orchestration"})
 
 
+def finished_run(config_path: str, overrides: list[str] | dict[str, Any] | None,
+                 run_dir: str) -> Optional[dict[str, Any]]:
+    """The report (metrics.json) of a run that already finished in `run_dir` with this config,
+    else None. Running the flow there again would only replay its ledger, one task run per
+    step; `score ablate` reads a finished cell instead. A run made with another config is not
+    finished for this one: the flow then refuses the directory (`_pin_config`)."""
+    cfg = load_config(config_path, parse_overrides(overrides))
+    run = Path(resolve_run_dir(run_dir))
+    pinned, report = run / "config.json", run / "metrics.json"
+    if not (pinned.is_file() and report.is_file()):
+        return None
+    previous = json.loads(pinned.read_text())
+    previous.pop("orchestration", None)
+    return json.loads(report.read_text()) if previous == _identity(cfg) else None
+
+
 def _pin_config(cfg: RunConfig, run_dir: str) -> None:
     """Record the config in the run directory; refuse to resume a run made with another one."""
     path = Path(run_dir) / "config.json"

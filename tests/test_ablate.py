@@ -214,3 +214,30 @@ def test_wall_time_is_the_ablation_clock_summed_over_invocations(ablation):
     assert again["meta"]["invocations"] == 2
     assert first["wall_s"] < again["meta"]["wall_s"] <= first["wall_s"] + resumed_s
     assert again["rows"] == result["rows"]  # resumed, not re-run
+    # finished cells are read from their run directories, not replayed as pipeline subflows
+    assert _flow_runs_named("debug-seed0/score/seed0") == 1
+
+
+def _flow_runs_named(name: str) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))))
+
+
+def test_a_finished_cell_is_finished_only_for_the_config_it_was_run_with(ablation):
+    from flows.ablate import run_cell
+    from flows.pipeline import finished_run
+
+    out, _ = ablation
+    cell = out / "run" / "cells" / "debug-seed0" / "star-seed0"
+    pinned = json.loads((cell / "config.json").read_text())
+    same = {"model.path": pinned["model"]["path"], "method": "star", "train.seed": 0, "name": pinned["name"],
+            "eval.every_iteration": False, "eval.base": False}
+    report = json.loads((cell / "metrics.json").read_text())
+    assert finished_run(str(TINY), same, str(cell)) == report
+    assert finished_run(str(TINY), {**same, "train.lr": 1e-5}, str(cell)) is None
+    with pytest.raises(ValueError, match="different config"):  # and the flow refuses the directory
+        run_cell.fn(str(TINY), {"train.lr": 1e-5}, "debug-seed0", pinned["model"]["path"], "star", 0,
+                    str(out / "run"))
