@@ -69,3 +69,13 @@ def test_new_weights_in_the_same_folder_are_not_served_the_old_rollout(model_dir
     assert after["shared"] is False
     assert read_episodes(tmp_path / "b.parquet") == read_episodes(tmp_path / "o.parquet")
     assert read_episodes(tmp_path / "b.parquet") != read_episodes(tmp_path / "a.parquet")
+
+
+def test_only_a_local_model_folder_is_shared(model_dir, problems, tmp_path):
+    from score_core.steps.rollout import _share_key
+
+    params = dict(k=2, seed=1)
+    assert _share_key(str(tmp_path), "HuggingFaceTB/SmolLM2-135M-Instruct", problems, params) is None
+    assert _share_key(None, str(model_dir), problems, params) is None
+    key = _share_key(str(tmp_path), str(model_dir), problems, params)
+    assert key == _share_key(str(tmp_path), str(model_dir), problems, params) and len(key) == 64

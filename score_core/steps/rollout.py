@@ -92,8 +92,11 @@ def rollout_step(
 
 
 def _share_key(share_dir: Optional[str], model_dir: str, problems: list, params: dict[str, Any]) -> Optional[str]:
-    """The rollout's key in `share_dir` (None: not shared)."""
-    return rollout_share.share_key(model_dir, problems, params) if share_dir else None
+    """The rollout's key in `share_dir` (None: not shared). Only a local model folder is
+    shared: a hub name says nothing about which weights the hub cache holds."""
+    if not share_dir or not Path(model_dir).is_dir():
+        return None
+    return rollout_share.share_key(model_dir, problems, params)
 
 
 def _generation_eos(model_dir: str) -> set[int]:
