@@ -136,24 +136,29 @@ def finished_run(config_path: str, overrides: list[str] | dict[str, Any] | None,
     finished for this one: the flow then refuses the directory (`_pin_config`)."""
     cfg = load_config(config_path, parse_overrides(overrides))
     run = Path(resolve_run_dir(run_dir))
-    pinned, report = run / "config.json", run / "metrics.json"
-    if not (pinned.is_file() and report.is_file()):
+    report = run / "metrics.json"
+    if not report.is_file() or _pinned_identity(run) != _identity(cfg):
         return None
-    previous = json.loads(pinned.read_text())
+    return json.loads(report.read_text())
+
+
+def _pinned_identity(run_dir: str | Path) -> Optional[dict[str, Any]]:
+    """The identity recorded in `run_dir`'s config.json (None: no run pinned there yet)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return None
+    previous = json.loads(path.read_text())
     previous.pop("orchestration", None)
-    return json.loads(report.read_text()) if previous == _identity(cfg) else None
+    return previous
 
 
 def _pin_config(cfg: RunConfig, run_dir: str) -> None:
     """Record the config in the run directory; refuse to resume a run made with another one."""
-    path = Path(run_dir) / "config.json"
-    current = _identity(cfg)
-    if path.is_file():
-        previous = json.loads(path.read_text())
-        previous.pop("orchestration", None)
+    current, previous = _identity(cfg), _pinned_identity(run_dir)
+    if previous is not None:
         if previous != current:
             raise ValueError(
                 f"{run_dir} holds a run made with a different config; pass --run-dir for a new "
                 f"directory or delete {run_dir} to start over")
         return
-    atomic_write_text(json.dumps(current, indent=2), path)
+    atomic_write_text(json.dumps(current, indent=2), Path(run_dir) / "config.json")
